@@ -140,4 +140,3 @@ def encode_batch(tok: Tokenizer, texts: Sequence[str]) -> list[list[int]]:
 def decode(tok: Tokenizer, ids: Sequence[int]) -> str:
     """Text of `ids`; the EOT id decodes to `<|endoftext|>`. Exact inverse of `encode`."""
     return tok.decode(list(ids), skip_special_tokens=False)
-

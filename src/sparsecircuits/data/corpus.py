@@ -1,0 +1,364 @@
+"""Build a corpus folder: gather documents, deduplicate, split, train the tokenizer,
+encode token shards, and write a manifest whose hash identifies the corpus.
+
+Output (written into a temp folder next to `out_dir`, renamed into place at the end, so a
+failure leaves nothing): manifest.json, tokenizer.json, train.bin, val.bin, shards.json.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+import sys
+import tempfile
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from tokenizers import Tokenizer
+from tqdm.auto import tqdm
+
+from sparsecircuits.data.shards import SHARDS_FORMAT, token_dtype, write_tokens
+from sparsecircuits.data.sources import (
+    DEFAULT_MAX_FILE_BYTES,
+    Document,
+    Source,
+    content_hash,
+    iter_documents,
+    list_files,
+    parse_source,
+    source_root,
+)
+from sparsecircuits.data.tokenizer import (
+    eot_id,
+    load_tokenizer,
+    save_tokenizer,
+    train_tokenizer,
+)
+from sparsecircuits.data.tokenizer import vocab_size as tokenizer_vocab_size
+from sparsecircuits.errors import InputError
+
+MANIFEST_FORMAT = "sparsecircuits.corpus/1"
+SKIP_REASONS = ("not_utf8", "too_large")
+
+
+@dataclass
+class CorpusSummary:
+    """What `build_corpus` made: counts, sizes, timings and where the folder is."""
+
+    out_dir: Path
+    manifest_hash: str
+    sources: list[str]
+    files: int
+    train_files: int
+    val_files: int
+    duplicates: int
+    skipped: dict[str, int] = field(default_factory=dict)
+    bytes: int = 0
+    train_tokens: int = 0
+    val_tokens: int = 0
+    vocab_size: int = 0
+    tokenizer_trained: bool = True
+    tokenizer_seconds: float = 0.0
+    encode_seconds: float = 0.0
+
+    @property
+    def mb(self) -> float:
+        """Corpus size in MB (10^6 bytes) of UTF-8 text after dedup."""
+        return self.bytes / 1e6
+
+    @property
+    def tokens_per_second(self) -> float:
+        """Encoding throughput over both splits."""
+        return (self.train_tokens + self.val_tokens) / max(self.encode_seconds, 1e-9)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready dict (paths as strings)."""
+        out = asdict(self)
+        out["out_dir"] = str(self.out_dir)
+        out["mb"] = round(self.mb, 3)
+        out["tokens_per_second"] = round(self.tokens_per_second)
+        return out
+
+    def lines(self) -> list[str]:
+        """Human-readable summary, one fact per line."""
+        skipped = ", ".join(f"{k} {v}" for k, v in self.skipped.items())
+        tok = f"trained in {self.tokenizer_seconds:.1f} s" if self.tokenizer_trained else "reused"
+        return [
+            f"sources:    {', '.join(self.sources)}",
+            f"files:      {self.files} ({self.train_files} train, {self.val_files} val), "
+            f"{self.mb:.2f} MB; skipped {sum(self.skipped.values())} ({skipped}); "
+            f"duplicates {self.duplicates}",
+            f"tokenizer:  {self.vocab_size} tokens, {tok}",
+            f"tokens:     train {self.train_tokens:,}, val {self.val_tokens:,} "
+            f"(encoded in {self.encode_seconds:.1f} s, {self.tokens_per_second:,.0f} tokens/s)",
+            f"manifest:   {self.manifest_hash}",
+            f"written to: {self.out_dir}",
+        ]
+
+
+def canonical_hash(obj: Any) -> str:
+    """sha256 of the canonical JSON of `obj` (sorted keys, no whitespace)."""
+    text = json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
+    return hashlib.sha256(text.encode("ascii")).hexdigest()
+
+
+def split_of(content_sha: str, seed: int, val_fraction: float) -> str:
+    """'val' or 'train' for a document, from its content hash and the seed alone."""
+    digest = hashlib.sha256(f"{seed}:{content_sha}".encode("ascii")).digest()
+    return "val" if int.from_bytes(digest[:8], "big") / 2**64 < val_fraction else "train"
+
+
+def _validate_args(
+    vocab: int,
+    val_fraction: float,
+    max_files: int | None,
+    max_mb: float | None,
+    max_file_bytes: int,
+) -> None:
+    if not 258 <= vocab <= 2**32:
+        raise InputError(f"--vocab-size {vocab} must be between 258 and 2**32")
+    if not 0.0 <= val_fraction < 1.0:
+        raise InputError(f"--val-fraction {val_fraction} must be in [0, 1), e.g. 0.02")
+    if max_files is not None and max_files < 1:
+        raise InputError(f"--max-files {max_files} must be at least 1")
+    if max_mb is not None and max_mb <= 0:
+        raise InputError(f"--max-mb {max_mb} must be positive")
+    if max_file_bytes < 1:
+        raise InputError(f"max_file_bytes {max_file_bytes} must be positive")
+
+
+def _gather(
+    sources: Sequence[Source],
+    max_file_bytes: int,
+    max_files: int | None,
+    max_mb: float | None,
+    progress: bool,
+) -> tuple[list[tuple[int, Document, str]], dict[str, int], int]:
+    """Accepted (source index, document, sha256) in order, skip counts, duplicate count."""
+    kept: list[tuple[int, Document, str]] = []
+    skipped = dict.fromkeys(SKIP_REASONS, 0)
+    seen: set[str] = set()
+    duplicates, total_bytes = 0, 0
+    max_bytes = None if max_mb is None else max_mb * 1e6
+    for index, source in enumerate(sources):
+        total = len(list_files(source)) if source_root(source) is not None else None
+        with tqdm(
+            total=total,
+            desc=f"reading {source.spec}",
+            unit="file",
+            disable=not progress,
+            leave=False,
+            file=sys.stderr,
+        ) as bar:
+            for doc in iter_documents(source, max_file_bytes):
+                bar.update(1)
+                if doc.text is None:
+                    skipped[doc.skipped] = skipped.get(doc.skipped, 0) + 1
+                    continue
+                sha = content_hash(doc.text)
+                if sha in seen:
+                    duplicates += 1
+                    continue
+                if (max_files is not None and len(kept) >= max_files) or (
+                    max_bytes is not None and total_bytes + doc.nbytes > max_bytes and kept
+                ):
+                    return kept, skipped, duplicates
+                seen.add(sha)
+                kept.append((index, doc, sha))
+                total_bytes += doc.nbytes
+    return kept, skipped, duplicates
+
+
+def _assign_splits(shas: Sequence[str], seed: int, val_fraction: float) -> list[str]:
+    """Split by content hash; with val_fraction > 0 and ≥ 2 documents neither split is empty."""
+    splits = [split_of(sha, seed, val_fraction) for sha in shas]
+    if val_fraction > 0 and len(splits) >= 2:
+        scores = [hashlib.sha256(f"{seed}:{sha}".encode("ascii")).digest() for sha in shas]
+        order = sorted(range(len(shas)), key=lambda i: scores[i])
+        if "val" not in splits:
+            splits[order[0]] = "val"
+        if "train" not in splits:
+            splits[order[-1]] = "train"
+    return splits
+
+
+def _write_json(path: Path, obj: Any) -> None:
+    path.write_text(json.dumps(obj, indent=1, sort_keys=True) + "\n", encoding="utf-8")
+
+
+def _file_sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def build_corpus(
+    sources: Iterable[Source | str] = ("stdlib",),
+    out_dir: str | Path = "corpus",
+    vocab_size: int = 2048,
+    val_fraction: float = 0.02,
+    seed: int = 0,
+    tokenizer: str | Path | Tokenizer | None = None,
+    max_files: int | None = None,
+    max_mb: float | None = None,
+    max_file_bytes: int = DEFAULT_MAX_FILE_BYTES,
+    overwrite: bool = False,
+    progress: bool = True,
+) -> CorpusSummary:
+    """Build a corpus folder at `out_dir` from `sources` (see sources.py for the specs).
+
+    `tokenizer` reuses an existing tokenizer (a path or object) instead of training one on
+    the train split. `max_files` / `max_mb` cap the corpus (in source order). The same
+    inputs and settings give the same manifest hash. Nothing is left at `out_dir` on error.
+    """
+    _validate_args(vocab_size, val_fraction, max_files, max_mb, max_file_bytes)
+    out_dir = Path(out_dir)
+    if out_dir.exists() and not overwrite:
+        raise InputError(f"--out {out_dir} already exists; choose a new folder or use --force")
+    parsed = [parse_source(s) for s in sources]
+    if not parsed:
+        raise InputError("no --source given; use e.g. --source stdlib")
+    reused = tokenizer if isinstance(tokenizer, Tokenizer) else None
+    if tokenizer is not None and reused is None:
+        reused = load_tokenizer(tokenizer)
+
+    kept, skipped, duplicates = _gather(parsed, max_file_bytes, max_files, max_mb, progress)
+    if not kept:
+        raise InputError(
+            f"sources {', '.join(s.spec for s in parsed)} gave no usable documents "
+            f"(skipped: {skipped}); check the paths and the size limit"
+        )
+    splits = _assign_splits([sha for _, _, sha in kept], seed, val_fraction)
+    settings = {
+        "val_fraction": val_fraction,
+        "seed": seed,
+        "max_file_bytes": max_file_bytes,
+        "max_files": max_files,
+        "max_mb": max_mb,
+    }
+    files = [
+        {"source": i, "name": doc.name, "sha256": sha, "bytes": doc.nbytes, "split": split}
+        for (i, doc, sha), split in zip(kept, splits, strict=True)
+    ]
+    identity = {
+        "format": MANIFEST_FORMAT,
+        "settings": settings,
+        "sources": [{"kind": s.kind, "field": s.field, "globs": list(s.globs)} for s in parsed],
+        "files": files,
+    }
+    counts = {
+        "files": len(files),
+        "train_files": splits.count("train"),
+        "val_files": splits.count("val"),
+        "duplicates": duplicates,
+        "skipped": skipped,
+        "bytes": sum(f["bytes"] for f in files),
+    }
+    manifest = {
+        **identity,
+        "hash": canonical_hash(identity),
+        "counts": counts,
+        "source_details": [
+            {
+                "spec": s.spec,
+                "root": str(source_root(s) or s.location),
+                "python": sys.version.split()[0],
+            }
+            for s in parsed
+        ],
+    }
+    texts = {
+        name: [doc.text for (_, doc, _), split in zip(kept, splits, strict=True) if split == name]
+        for name in ("train", "val")
+    }
+
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.tmp-", dir=out_dir.parent))
+    try:
+        t0 = time.perf_counter()
+        if reused is None:
+            print(f"training a {vocab_size}-token tokenizer ...", file=sys.stderr)
+            tok = train_tokenizer(texts["train"], vocab_size)
+        else:
+            tok = reused
+        tokenizer_seconds = time.perf_counter() - t0
+        save_tokenizer(tok, tmp / "tokenizer.json")
+        dtype = token_dtype(tokenizer_vocab_size(tok))
+        shard_meta: dict[str, Any] = {
+            "format": SHARDS_FORMAT,
+            "dtype": dtype.name,
+            "vocab_size": tokenizer_vocab_size(tok),
+            "eot_id": eot_id(tok),
+            "separator": "<|endoftext|> after every document",
+            "manifest_hash": manifest["hash"],
+            "tokenizer": "tokenizer.json",
+            "tokenizer_sha256": _file_sha256(tmp / "tokenizer.json"),
+        }
+        encode_seconds = 0.0
+        with tqdm(
+            total=len(kept),
+            desc="encoding",
+            unit="file",
+            disable=not progress,
+            leave=False,
+            file=sys.stderr,
+        ) as bar:
+            for name in ("train", "val"):
+                n, secs = write_tokens(tok, texts[name], tmp / f"{name}.bin", dtype, bar.update)
+                encode_seconds += secs
+                shard_meta[name] = {
+                    "file": f"{name}.bin",
+                    "tokens": n,
+                    "documents": len(texts[name]),
+                }
+        _write_json(tmp / "manifest.json", manifest)
+        _write_json(tmp / "shards.json", shard_meta)
+        _move_into_place(tmp, out_dir)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return CorpusSummary(
+        out_dir=out_dir,
+        manifest_hash=manifest["hash"],
+        sources=[s.spec for s in parsed],
+        files=counts["files"],
+        train_files=counts["train_files"],
+        val_files=counts["val_files"],
+        duplicates=duplicates,
+        skipped=skipped,
+        bytes=counts["bytes"],
+        train_tokens=shard_meta["train"]["tokens"],
+        val_tokens=shard_meta["val"]["tokens"],
+        vocab_size=shard_meta["vocab_size"],
+        tokenizer_trained=reused is None,
+        tokenizer_seconds=tokenizer_seconds,
+        encode_seconds=encode_seconds,
+    )
+
+
+def _move_into_place(tmp: Path, out_dir: Path) -> None:
+    """Rename the finished temp folder to `out_dir`, replacing an old one only at the end."""
+    if not out_dir.exists():
+        tmp.rename(out_dir)
+        return
+    old = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.old-", dir=out_dir.parent))
+    old.rmdir()
+    out_dir.rename(old)
+    tmp.rename(out_dir)
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def read_manifest(path: str | Path) -> dict[str, Any]:
+    """The manifest.json of a corpus folder; InputError if missing or invalid."""
+    file = Path(path) / "manifest.json"
+    try:
+        manifest = json.loads(file.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise InputError(
+            f"corpus manifest {file} is missing or invalid ({exc}); rebuild it"
+        ) from exc
+    if not isinstance(manifest, dict) or "hash" not in manifest:
+        raise InputError(f"corpus manifest {file} has no hash; rebuild the corpus")
+    return manifest
