@@ -18,6 +18,7 @@ from sparsecircuits.errors import InputError
 # Modules that register subcommands, in the order they appear in `--help`.
 COMMAND_MODULES: tuple[str, ...] = (
     "sparsecircuits.model_cli",
+    "sparsecircuits.data.cli",
 )
 
 
