@@ -279,7 +279,8 @@ def build_corpus(
     try:
         t0 = time.perf_counter()
         if reused is None:
-            print(f"training a {vocab_size}-token tokenizer ...", file=sys.stderr)
+            if progress:
+                print(f"training a {vocab_size}-token tokenizer ...", file=sys.stderr)
             tok = train_tokenizer(texts["train"], vocab_size)
         else:
             tok = reused

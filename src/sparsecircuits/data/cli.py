@@ -1,0 +1,75 @@
+"""`sparsecircuits corpus build`: a corpus folder (manifest, tokenizer, token shards)."""
+
+from __future__ import annotations
+
+import argparse
+
+from sparsecircuits.data.corpus import build_corpus
+from sparsecircuits.data.sources import DEFAULT_MAX_FILE_BYTES
+
+SOURCE_HELP = """\
+where text comes from; repeat to combine (default: stdlib). Forms:
+  stdlib                    the running Python's standard library, without tests
+  site-packages             the running Python's installed packages, without tests
+  dir:PATH[:GLOB,...]       a directory, recursive; *.py unless globs are given
+  PATH                      an existing directory (or a .jsonl file)
+  jsonl:PATH[:FIELD]        a JSONL file, one document per line in FIELD (default text)
+  hf:NAME[:FIELD]           a Hugging Face dataset's train split (pip install
+                            'sparsecircuits[datasets]'; may download)"""
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    """Add the `corpus` command and its `build` subcommand."""
+    corpus = subparsers.add_parser("corpus", help="build a training corpus and tokenizer")
+    sub = corpus.add_subparsers(dest="corpus_command", metavar="SUBCOMMAND")
+    build = sub.add_parser(
+        "build",
+        help="gather Python code, train a BPE tokenizer, write token shards",
+        description=(
+            "Gather documents, drop duplicates and non-UTF-8 or oversized files, split "
+            "train/val by file hash, train a byte-level BPE tokenizer and write uint16 token "
+            "shards. OUT gets manifest.json, tokenizer.json, train.bin, val.bin, shards.json; "
+            "it is written to a temp folder and renamed, so a failure leaves nothing."
+        ),
+        formatter_class=argparse.RawTextHelpFormatter,
+    )
+    build.add_argument("--source", action="append", metavar="SPEC", help=SOURCE_HELP)
+    build.add_argument("--out", required=True, metavar="DIR", help="output folder (must not exist)")
+    build.add_argument("--vocab-size", type=int, default=2048, help="tokens incl. <|endoftext|>")
+    build.add_argument(
+        "--val-fraction", type=float, default=0.02, help="share of files in validation"
+    )
+    build.add_argument("--seed", type=int, default=0, help="seed of the train/val split")
+    build.add_argument(
+        "--tokenizer", metavar="FILE", help="reuse this tokenizer.json instead of training one"
+    )
+    build.add_argument("--max-files", type=int, help="keep at most N documents (source order)")
+    build.add_argument("--max-mb", type=float, help="keep at most this many MB of text")
+    build.add_argument(
+        "--max-file-kb",
+        type=int,
+        default=DEFAULT_MAX_FILE_BYTES // 1024,
+        help="skip (and count) documents larger than this",
+    )
+    build.add_argument("--force", action="store_true", help="replace --out if it exists")
+    build.add_argument("--no-progress", action="store_true", help="hide progress bars")
+    build.set_defaults(func=_build)
+    corpus.set_defaults(func=lambda args: (corpus.print_help(), 2)[1])
+
+
+def _build(args: argparse.Namespace) -> int:
+    summary = build_corpus(
+        sources=args.source or ["stdlib"],
+        out_dir=args.out,
+        vocab_size=args.vocab_size,
+        val_fraction=args.val_fraction,
+        seed=args.seed,
+        tokenizer=args.tokenizer,
+        max_files=args.max_files,
+        max_mb=args.max_mb,
+        max_file_bytes=args.max_file_kb * 1024,
+        overwrite=args.force,
+        progress=not args.no_progress,
+    )
+    print("\n".join(summary.lines()))
+    return 0
