@@ -26,8 +26,14 @@ from sparsecircuits.data.tokenizer import encode
 from sparsecircuits.errors import InputError
 from sparsecircuits.tasks.base import GeneratorTask, Pair, add_task
 
+
+def _words(text: str) -> tuple[str, ...]:
+    """The whitespace-separated words of `text` (keeps the word lists below readable)."""
+    return tuple(text.split())
+
+
 # Candidate identifiers; each task uses those that are one token after a space.
-NAME_CANDIDATES = (
+NAME_CANDIDATES = _words(
     "name value key data item result path line text size node obj args start end index "
     "count total buf msg base mode flag pos tag code info level source target parent child "
     "prefix suffix first last left right old new src dst out err res val tmp cls func fn "
@@ -39,23 +45,23 @@ NAME_CANDIDATES = (
     "char pair step delta score weight rate x y z i j k n m a b c d e f g h p q r s t u v w "
     "elem part piece seq arr lst dct req resp user group owner table query params spec opts "
     "cache store proc cmd env sep delim fmt"
-).split()
-CLASS_NAMES = (
+)
+CLASS_NAMES = _words(
     "Parser Handler Reader Writer Builder Config Manager Client Server Node Worker Cache "
     "Store Queue Loader Runner Model View Record Item Entry Table Field Tree Graph Stream "
     "Buffer Context Session Request Response Message Event Task Job Pool Registry Factory"
-).split()
-FUNC_NAMES = (
+)
+FUNC_NAMES = _words(
     "get load parse build run make check update process handle read write compute render "
     "format convert apply merge split collect find fetch send emit reset close start stop "
     "prepare setup validate normalize encode decode transform resolve lookup register "
     "dispatch flush scan walk visit evaluate select filter_items main helper wrapper"
-).split()
-WORDS = (
+)
+WORDS = _words(
     "hello world some words error value not found missing file path name invalid input "
     "done ready starting stopped failed ok warning unknown option expected got line item "
     "total count the a of to in for with from data result empty list key bad type"
-).split()
+)
 MIN_NAMES = 24
 RESERVED = {"self", "print", "str", "len", "set", "range", "enumerate", "open", "lambda", "x"}
 
