@@ -237,7 +237,7 @@ class GeneratorTask(Task):
             if len(out) == n:
                 return out
         raise InputError(
-            f"task {self.name}: only {len(out)} distinct {split} pairs in {max_draws} draws, "
+            f"task {self.name}: only {len(out)} distinct pairs in {max_draws} draws (split {split}), "
             f"{n} requested; ask for fewer pairs or widen the generator's randomness"
         )
 
