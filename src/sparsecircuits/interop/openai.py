@@ -182,9 +182,8 @@ def _parse_config(ref: Any, source: str) -> tuple[dict[str, Any], list[str], lis
     for name in ("bias", "ln_bias", "rms_norm", "tied_unembed", "enable_bigram_table", "sink"):
         if not isinstance(f[name], bool):
             raise bad(name, "true or false")
-    if f["afrac"] is not None and (isinstance(f["afrac"], bool) or not isinstance(f["afrac"], (int, float))):
-        raise bad("afrac", "a number in (0, 1] or null")
-    if f["afrac"] is not None and not 0 < f["afrac"] <= 1:
+    afrac = f["afrac"]
+    if afrac is not None and (isinstance(afrac, bool) or not isinstance(afrac, (int, float)) or not 0 < afrac <= 1):
         raise bad("afrac", "a number in (0, 1] or null")
     if not isinstance(f["afrac_loctypes"], str):
         raise bad("afrac_loctypes", "a comma-separated string of locations")
