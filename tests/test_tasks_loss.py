@@ -1,0 +1,137 @@
+"""Batching, the two-sided binary task loss, accuracy and evaluation."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from sparsecircuits.errors import InputError
+from sparsecircuits.model import ModelConfig, SparseTransformer
+from sparsecircuits.tasks import (
+    EncodedPair,
+    Pair,
+    TaskBatch,
+    evaluate_tasks,
+    final_logits,
+    get_task,
+    make_batch,
+    task_accuracy,
+    task_loss,
+)
+
+
+def _pair(prompt_ids, target, alt_prompt_ids, alt) -> EncodedPair:
+    return EncodedPair(Pair("a", "b", "c", "d"), tuple(prompt_ids), target, tuple(alt_prompt_ids), alt)
+
+
+PAIRS = [_pair([5, 6, 7], 1, [8, 7], 2), _pair([9], 3, [4, 4, 4, 9], 0)]
+
+
+def test_make_batch_layout_and_padding():
+    batch = make_batch(PAIRS, pad_id=11)
+    assert len(batch) == 4
+    assert batch.tokens.tolist() == [
+        [5, 6, 7, 11],
+        [9, 11, 11, 11],
+        [8, 7, 11, 11],
+        [4, 4, 4, 9],
+    ]
+    assert batch.last_pos.tolist() == [2, 0, 1, 3]
+    # A rows expect target over alt; B rows the reverse.
+    assert batch.correct.tolist() == [1, 3, 2, 0]
+    assert batch.wrong.tolist() == [2, 0, 1, 3]
+    assert batch.tokens.dtype == torch.long
+    moved = batch.to("cpu")
+    assert isinstance(moved, TaskBatch) and torch.equal(moved.tokens, batch.tokens)
+    with pytest.raises(InputError, match="no pairs"):
+        make_batch([])
+
+
+def test_loss_and_accuracy_match_hand_computation():
+    batch = make_batch(PAIRS)
+    # Final-position logits over a vocabulary of 4; rows follow the batch layout above.
+    last = torch.tensor(
+        [
+            [0.0, 2.0, -1.0, 0.0],  # A1: correct 1 (2.0) vs wrong 2 (-1.0)
+            [0.5, 0.0, 0.0, 0.5],  # A2: correct 3 (0.5) vs wrong 0 (0.5): a tie
+            [0.0, 1.0, 0.0, 0.0],  # B1: correct 2 (0.0) vs wrong 1 (1.0)
+            [3.0, 0.0, 0.0, 1.0],  # B2: correct 0 (3.0) vs wrong 3 (1.0)
+        ]
+    )
+
+    def nll(c: float, w: float) -> float:
+        return -math.log(math.exp(c) / (math.exp(c) + math.exp(w)))
+
+    expected_rows = [nll(2.0, -1.0), nll(0.5, 0.5), nll(0.0, 1.0), nll(3.0, 1.0)]
+    rows = task_loss(last, batch, reduction="none")
+    assert rows.tolist() == pytest.approx(expected_rows, abs=1e-6)
+    assert rows[1].item() == pytest.approx(math.log(2))
+    # The mean is -1/2 [log p_A(target) + log p_B(alt)] averaged over the two pairs.
+    assert task_loss(last, batch).item() == pytest.approx(sum(expected_rows) / 4, abs=1e-6)
+    assert task_accuracy(last, batch) == 0.5  # rows 0 and 3 right, the tie and row 2 wrong
+
+    # The same logits placed at last_pos of [M, T, V] logits give the same loss.
+    full = torch.randn(4, 4, 4)
+    full[torch.arange(4), batch.last_pos] = last
+    assert torch.equal(final_logits(full, batch), last)
+    assert task_loss(full, batch).item() == pytest.approx(task_loss(last, batch).item())
+    assert torch.allclose(task_loss(torch.zeros(4, 4), batch), torch.tensor(math.log(2)))
+    with pytest.raises(InputError, match="reduction"):
+        task_loss(last, batch, reduction="sum")
+    with pytest.raises(InputError, match="do not match"):
+        task_loss(torch.zeros(3, 4), batch)
+
+
+def test_loss_has_gradients():
+    batch = make_batch(PAIRS)
+    logits = torch.zeros(4, 5, 4, requires_grad=True)
+    task_loss(logits, batch).backward()
+    assert logits.grad is not None and logits.grad.abs().sum() > 0
+
+
+def _tiny_model(vocab: int, n_ctx: int = 128) -> SparseTransformer:
+    cfg = ModelConfig(n_layer=1, d_model=32, n_head=2, d_head=16, d_mlp=64, vocab_size=vocab, n_ctx=n_ctx)
+    return SparseTransformer(cfg).eval()
+
+
+def test_right_padding_gives_the_logits_of_each_prompt_alone(stdlib_tokenizer):
+    pairs = get_task("bracket_counting").generate(stdlib_tokenizer, 6, seed=0)
+    lengths = {len(p.prompt_ids) for p in pairs} | {len(p.alt_prompt_ids) for p in pairs}
+    assert len(lengths) > 2  # prompts of different lengths
+    model = _tiny_model(stdlib_tokenizer.get_vocab_size())
+    batch = make_batch(pairs, pad_id=0)
+    with torch.no_grad():
+        batched = final_logits(model(batch.tokens), batch)
+        prompts = [p.prompt_ids for p in pairs] + [p.alt_prompt_ids for p in pairs]
+        alone = torch.stack([model(torch.tensor([ids]))[0, -1] for ids in prompts])
+    assert torch.allclose(batched, alone, atol=1e-5)
+
+
+def test_evaluate_tasks_on_a_random_model(stdlib_tokenizer):
+    model = _tiny_model(stdlib_tokenizer.get_vocab_size())
+    model.train()
+    tasks = [get_task("single_double_quote"), get_task("var_if")]
+    results = evaluate_tasks(model, stdlib_tokenizer, tasks, n=20, batch_size=8, progress=False)
+    assert model.training  # the training flag is restored
+    assert [r.name for r in results] == ["single_double_quote", "var_if"]
+    for r in results:
+        assert r.n_pairs == 20
+        assert 0.0 <= r.accuracy <= 1.0
+        assert abs(r.loss - math.log(2)) < 0.2  # a random model is near chance
+        assert r.solved == (r.loss <= 0.15)
+    # Batch size does not change the score; a larger target loss counts the task solved.
+    again = evaluate_tasks(model, stdlib_tokenizer, tasks[:1], n=20, batch_size=20,
+                           target_loss=10.0, progress=False)
+    assert again[0].loss == pytest.approx(results[0].loss, abs=1e-6)
+    assert again[0].solved and again[0].target_loss == 10.0
+
+
+def test_evaluate_rejects_prompts_longer_than_the_context(stdlib_tokenizer):
+    model = _tiny_model(stdlib_tokenizer.get_vocab_size(), n_ctx=8)
+    with pytest.raises(InputError, match="context is 8"):
+        evaluate_tasks(model, stdlib_tokenizer, [get_task("var_if")], n=2, progress=False)
+    small_vocab = _tiny_model(100)
+    with pytest.raises(InputError, match="vocabulary of 100"):
+        evaluate_tasks(small_vocab, stdlib_tokenizer, [get_task("var_if")], n=2, progress=False)
