@@ -189,3 +189,24 @@ def test_hf_source_without_datasets_is_a_clear_error(monkeypatch) -> None:
     monkeypatch.setitem(sys.modules, "datasets", None)  # makes `import datasets` fail
     with pytest.raises(InputError, match=r"hf:org/name.*datasets"):
         list(iter_documents("hf:org/name"))
+
+
+def test_several_sources_combine_in_order_and_dedupe_across(code_dir: Path, tmp_path: Path) -> None:
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "a.py").write_text(_module(3))  # same content as code_dir/m03.py
+    (other / "b.py").write_text(_module(99))
+    rows = tmp_path / "rows.jsonl"
+    rows.write_text(json.dumps({"text": _module(100)}) + "\n")
+    summary = build_corpus(
+        [f"dir:{code_dir}", str(other), f"jsonl:{rows}"],
+        tmp_path / "out",
+        vocab_size=VOCAB,
+        max_file_bytes=4000,
+        progress=False,
+    )
+    manifest = read_manifest(tmp_path / "out")
+    assert summary.files == 14 and summary.duplicates == 2
+    assert [f["name"] for f in manifest["files"]][-2:] == ["b.py", "rows.jsonl:1"]
+    assert [f["source"] for f in manifest["files"]][-2:] == [1, 2]
+    assert [s["kind"] for s in manifest["sources"]] == ["dir", "dir", "jsonl"]

@@ -26,7 +26,7 @@ SHARDS_FORMAT = "sparsecircuits.shards/1"
 SPLITS = ("train", "val")
 # Texts per encode_batch call are grouped up to this many characters (keeps memory bounded
 # while giving the Rust thread pool enough documents to balance).
-ENCODE_CHUNK_CHARS = 4_000_000
+ENCODE_CHUNK_CHARS = 2_000_000
 
 
 def token_dtype(vocab_size: int) -> np.dtype:

@@ -134,7 +134,9 @@ def encode(tok: Tokenizer, text: str, *, append_eot: bool = False) -> list[int]:
 def encode_batch(tok: Tokenizer, texts: Sequence[str]) -> list[list[int]]:
     """Token ids of many documents at once (multi-threaded in Rust), no separators."""
     tok.encode_special_tokens = True
-    return [e.ids for e in tok.encode_batch(list(texts), add_special_tokens=False)]
+    # encode_batch_fast (tokenizers >= 0.21) skips computing character offsets.
+    batch = getattr(tok, "encode_batch_fast", tok.encode_batch)
+    return [e.ids for e in batch(list(texts), add_special_tokens=False)]
 
 
 def decode(tok: Tokenizer, ids: Sequence[int]) -> str:
