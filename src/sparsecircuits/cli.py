@@ -19,6 +19,7 @@ from sparsecircuits.errors import InputError
 COMMAND_MODULES: tuple[str, ...] = (
     "sparsecircuits.model_cli",
     "sparsecircuits.data.cli",
+    "sparsecircuits.train_cli",
     "sparsecircuits.tasks.cli",
     "sparsecircuits.interop.cli",
 )

@@ -1,7 +1,9 @@
-"""Sparsity primitives: activation AbsTopK and the weight-sparsity report."""
+"""Sparsity primitives: activation AbsTopK, the weight-sparsity report, and the L0 weight
+projection with its anneal schedule (METHOD.md section 2)."""
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import torch
@@ -93,3 +95,176 @@ def sparsity_report(model: nn.Module) -> SparsityReport:
             )
         )
     return SparsityReport(tuple(rows))
+
+
+# --- Weight sparsity: projection onto an L0 budget, and the anneal schedule -----------------
+
+# Channel orientation of the projected matrices (nn.Linear weights are [out, in]): input
+# projections have one channel per row (q/k/v channels, MLP neurons), output projections
+# one channel per column (the attention channels and neurons they read).
+CHANNEL_DIMS: dict[str, int] = {
+    "attn.c_attn.weight": 0,
+    "mlp.c_fc.weight": 0,
+    "attn.c_proj.weight": 1,
+    "mlp.c_proj.weight": 1,
+}
+ANNEAL_SHAPES: tuple[str, ...] = ("linear", "power")
+
+
+def channel_dim_of(name: str) -> int | None:
+    """The dimension that indexes channels of a projected matrix, or None (no per-channel floor)."""
+    for suffix, dim in CHANNEL_DIMS.items():
+        if name.endswith(suffix):
+            return dim
+    return None
+
+
+def min_budget(shape: tuple[int, ...], min_per_channel: int, channel_dim: int | None) -> int:
+    """The fewest nonzeros a projection can keep: min_per_channel in every channel."""
+    if channel_dim is None or min_per_channel <= 0 or len(shape) != 2:
+        return 0
+    return min(min_per_channel, shape[1 - channel_dim]) * shape[channel_dim]
+
+
+@torch.no_grad()
+def project_to_budget_(
+    weight: torch.Tensor,
+    k: int,
+    min_per_channel: int = 0,
+    channel_dim: int | None = None,
+) -> torch.Tensor:
+    """Zero all but k entries of `weight` in place and return the kept mask.
+
+    First the min_per_channel largest-magnitude entries of every channel are reserved
+    (rows when channel_dim=0, columns when 1), then the rest of the budget goes to the
+    largest-magnitude remaining entries: one small per-channel top-k and one global top-k.
+    Exactly k entries are kept (ties broken by index order of torch.topk).
+    """
+    n = weight.numel()
+    if k >= n:
+        return torch.ones_like(weight, dtype=torch.bool)
+    floor = min_budget(tuple(weight.shape), min_per_channel, channel_dim)
+    if k < floor:
+        raise ValueError(
+            f"budget k={k} is below the per-channel floor of {floor} for shape {tuple(weight.shape)}"
+        )
+    score = weight.abs()
+    if floor:
+        assert channel_dim is not None
+        reduce_dim = 1 - channel_dim
+        j = min(min_per_channel, weight.shape[reduce_dim])
+        top = score.topk(j, dim=reduce_dim, sorted=False).indices
+        score.scatter_(reduce_dim, top, float("inf"))
+    keep = score.view(-1).topk(k, sorted=False).indices
+    mask = torch.zeros(n, dtype=torch.bool, device=weight.device).index_fill_(0, keep, True)
+    mask = mask.view_as(weight)
+    weight.masked_fill_(~mask, 0.0)
+    return mask
+
+
+def kept_fraction_schedule(
+    step: int,
+    total_steps: int,
+    target: float,
+    start_frac: float = 0.01,
+    end_frac: float = 0.5,
+    shape: str = "linear",
+) -> float:
+    """Kept fraction of the weight matrices after `step` optimizer steps (1.0 = dense).
+
+    Dense until start_frac × total_steps, `target` from end_frac × total_steps on; in
+    between 'linear' interpolates in step, 'power' is a power law in step (a straight line
+    on log-log axes from (start, 1) to (end, target)).
+    """
+    if shape not in ANNEAL_SHAPES:
+        raise ValueError(f"anneal shape must be one of {ANNEAL_SHAPES}, got {shape!r}")
+    if target >= 1.0:
+        return 1.0
+    s0, s1 = start_frac * total_steps, end_frac * total_steps
+    if step >= s1:
+        return target
+    if step <= s0:
+        return 1.0
+    if shape == "linear":
+        return 1.0 + (target - 1.0) * (step - s0) / (s1 - s0)
+    s0 = max(s0, 1.0)  # log(0) is undefined: a power law starts at step 1 at the earliest
+    if step <= s0:
+        return 1.0
+    return target ** (math.log(step / s0) / math.log(s1 / s0))
+
+
+@dataclass(frozen=True)
+class ProjectedParam:
+    """One parameter under the L0 projection: its kind and channel orientation."""
+
+    name: str
+    kind: str  # matrix | embedding | bias
+    shape: tuple[int, ...]
+    channel_dim: int | None
+    floor: int  # min nonzeros (min_per_channel in every channel)
+
+    @property
+    def numel(self) -> int:
+        """Number of entries."""
+        return math.prod(self.shape)
+
+
+class WeightSparsifier:
+    """Projects a model's weights onto their L0 budgets after every optimizer step.
+
+    Transformer matrices keep `fraction` of their entries (at least min_per_channel per
+    channel); embeddings, the unembedding and biases keep a denser fraction that anneals
+    alongside, from dense to min(1, embedding_factor × target). Exempt parameters (norm
+    gains, sink logits, the bigram table) are never touched.
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        target: float,
+        embedding_factor: float = 4.0,
+        min_per_channel: int = 4,
+    ) -> None:
+        if not 0.0 < target <= 1.0:
+            raise ValueError(f"target density must be in (0, 1], got {target}")
+        self.model = model
+        self.target = float(target)
+        self.embedding_target = min(1.0, embedding_factor * self.target)
+        self.min_per_channel = min_per_channel
+        kinds: dict[str, str] = model.parameter_kinds()  # type: ignore[operator]
+        self.params: list[ProjectedParam] = []
+        self._tensors: dict[str, nn.Parameter] = {}
+        for name, p in model.named_parameters():
+            if kinds[name] == "exempt":
+                continue
+            cdim = channel_dim_of(name) if kinds[name] == "matrix" else None
+            floor = min_budget(tuple(p.shape), min_per_channel, cdim)
+            self.params.append(ProjectedParam(name, kinds[name], tuple(p.shape), cdim, floor))
+            self._tensors[name] = p
+
+    def densities(self, fraction: float) -> tuple[float, float]:
+        """(matrix, embedding-and-bias) kept fractions when matrices keep `fraction`."""
+        if self.target >= 1.0:
+            return 1.0, 1.0
+        progress = (1.0 - fraction) / (1.0 - self.target)
+        return fraction, 1.0 + (self.embedding_target - 1.0) * progress
+
+    def budgets(self, fraction: float) -> dict[str, int]:
+        """Nonzeros each projected parameter keeps when matrices keep `fraction`."""
+        matrix, embedding = self.densities(fraction)
+        out = {}
+        for p in self.params:
+            density = matrix if p.kind == "matrix" else embedding
+            out[p.name] = min(p.numel, max(p.floor, 1, round(density * p.numel)))
+        return out
+
+    @torch.no_grad()
+    def project_(self, fraction: float) -> dict[str, int]:
+        """Project every non-exempt parameter in place; returns the budgets applied."""
+        budgets = self.budgets(fraction)
+        for p in self.params:
+            if budgets[p.name] < p.numel:
+                project_to_budget_(
+                    self._tensors[p.name].data, budgets[p.name], self.min_per_channel, p.channel_dim
+                )
+        return budgets
