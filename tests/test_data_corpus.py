@@ -210,3 +210,13 @@ def test_several_sources_combine_in_order_and_dedupe_across(code_dir: Path, tmp_
     assert [f["name"] for f in manifest["files"]][-2:] == ["b.py", "rows.jsonl:1"]
     assert [f["source"] for f in manifest["files"]][-2:] == [1, 2]
     assert [s["kind"] for s in manifest["sources"]] == ["dir", "dir", "jsonl"]
+
+
+def test_val_split_never_empty_unless_fraction_zero(code_dir: Path, tmp_path: Path) -> None:
+    from sparsecircuits.data.shards import TokenShards
+
+    assert _build(code_dir, tmp_path / "a", val_fraction=1e-6).val_files == 1
+    none = _build(code_dir, tmp_path / "b", val_fraction=0.0)
+    assert none.val_files == 0 and none.val_tokens == 0
+    shards = TokenShards.open(tmp_path / "b")
+    assert len(shards.val) == 0 and len(shards.train) == none.train_tokens

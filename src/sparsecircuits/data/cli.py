@@ -26,29 +26,37 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "build",
         help="gather Python code, train a BPE tokenizer, write token shards",
         description=(
-            "Gather documents, drop duplicates and non-UTF-8 or oversized files, split "
-            "train/val by file hash, train a byte-level BPE tokenizer and write uint16 token "
-            "shards. OUT gets manifest.json, tokenizer.json, train.bin, val.bin, shards.json; "
-            "it is written to a temp folder and renamed, so a failure leaves nothing."
+            "Gather documents, drop duplicates and non-UTF-8 or oversized files, split\n"
+            "train/val by file hash, train a byte-level BPE tokenizer and write uint16 token\n"
+            "shards. DIR gets manifest.json, tokenizer.json, train.bin, val.bin and\n"
+            "shards.json; it is written to a temp folder and renamed, so a failure leaves\n"
+            "nothing."
         ),
         formatter_class=argparse.RawTextHelpFormatter,
     )
     build.add_argument("--source", action="append", metavar="SPEC", help=SOURCE_HELP)
     build.add_argument("--out", required=True, metavar="DIR", help="output folder (must not exist)")
-    build.add_argument("--vocab-size", type=int, default=2048, help="tokens incl. <|endoftext|>")
     build.add_argument(
-        "--val-fraction", type=float, default=0.02, help="share of files in validation"
+        "--vocab-size", type=int, default=2048, metavar="N", help="tokens incl. <|endoftext|>"
+    )
+    build.add_argument(
+        "--val-fraction", type=float, default=0.02, metavar="F", help="share of files in validation"
     )
     build.add_argument("--seed", type=int, default=0, help="seed of the train/val split")
     build.add_argument(
         "--tokenizer", metavar="FILE", help="reuse this tokenizer.json instead of training one"
     )
-    build.add_argument("--max-files", type=int, help="keep at most N documents (source order)")
-    build.add_argument("--max-mb", type=float, help="keep at most this many MB of text")
+    build.add_argument(
+        "--max-files", type=int, metavar="N", help="keep at most N documents (source order)"
+    )
+    build.add_argument(
+        "--max-mb", type=float, metavar="MB", help="keep at most this many MB of text"
+    )
     build.add_argument(
         "--max-file-kb",
         type=int,
         default=DEFAULT_MAX_FILE_BYTES // 1024,
+        metavar="KB",
         help="skip (and count) documents larger than this",
     )
     build.add_argument("--force", action="store_true", help="replace --out if it exists")

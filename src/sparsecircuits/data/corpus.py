@@ -106,10 +106,10 @@ def canonical_hash(obj: Any) -> str:
     return hashlib.sha256(text.encode("ascii")).hexdigest()
 
 
-def split_of(content_sha: str, seed: int, val_fraction: float) -> str:
-    """'val' or 'train' for a document, from its content hash and the seed alone."""
+def split_score(content_sha: str, seed: int) -> float:
+    """A document's position in [0, 1) for the split, from its content hash and the seed."""
     digest = hashlib.sha256(f"{seed}:{content_sha}".encode("ascii")).digest()
-    return "val" if int.from_bytes(digest[:8], "big") / 2**64 < val_fraction else "train"
+    return int.from_bytes(digest[:8], "big") / 2**64
 
 
 def _validate_args(
@@ -128,7 +128,7 @@ def _validate_args(
     if max_mb is not None and max_mb <= 0:
         raise InputError(f"--max-mb {max_mb} must be positive")
     if max_file_bytes < 1:
-        raise InputError(f"max_file_bytes {max_file_bytes} must be positive")
+        raise InputError(f"max_file_bytes (--max-file-kb) {max_file_bytes} must be positive")
 
 
 def _gather(
@@ -175,9 +175,9 @@ def _gather(
 
 def _assign_splits(shas: Sequence[str], seed: int, val_fraction: float) -> list[str]:
     """Split by content hash; with val_fraction > 0 and ≥ 2 documents neither split is empty."""
-    splits = [split_of(sha, seed, val_fraction) for sha in shas]
+    scores = [split_score(sha, seed) for sha in shas]
+    splits = ["val" if score < val_fraction else "train" for score in scores]
     if val_fraction > 0 and len(splits) >= 2:
-        scores = [hashlib.sha256(f"{seed}:{sha}".encode("ascii")).digest() for sha in shas]
         order = sorted(range(len(shas)), key=lambda i: scores[i])
         if "val" not in splits:
             splits[order[0]] = "val"
