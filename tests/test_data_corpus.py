@@ -11,6 +11,7 @@ import pytest
 
 import sparsecircuits.data.corpus as corpus_mod
 from sparsecircuits.data.corpus import build_corpus, read_manifest
+from sparsecircuits.data.shards import TokenShards
 from sparsecircuits.data.sources import (
     Source,
     content_hash,
@@ -213,8 +214,6 @@ def test_several_sources_combine_in_order_and_dedupe_across(code_dir: Path, tmp_
 
 
 def test_val_split_never_empty_unless_fraction_zero(code_dir: Path, tmp_path: Path) -> None:
-    from sparsecircuits.data.shards import TokenShards
-
     assert _build(code_dir, tmp_path / "a", val_fraction=1e-6).val_files == 1
     none = _build(code_dir, tmp_path / "b", val_fraction=0.0)
     assert none.val_files == 0 and none.val_tokens == 0
