@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 
 from tokenizers import Tokenizer
@@ -125,7 +126,7 @@ def _eval(args: argparse.Namespace) -> int:
             print(f"{r.name:<{width}}  {r.loss:7.4f}  {r.accuracy:6.3f}  {r.n_pairs:5d}  {'yes' if r.solved else 'no'}")
         print(f"\nsolved {sum(r.solved for r in results)}/{len(results)} tasks ({args.split} split)")
     if args.out:
-        print(f"results written to {args.out}")
+        print(f"results written to {args.out}", file=sys.stderr if args.json else sys.stdout)
     return 0
 
 
