@@ -1,0 +1,135 @@
+"""`sparsecircuits report`: self-contained HTML reports of circuits and training runs."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Any
+
+from sparsecircuits.errors import InputError
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    """Add the `report` command."""
+    p = subparsers.add_parser(
+        "report",
+        help="write an HTML report of a circuit, a folder of circuits or a training run",
+        description=(
+            "Write one self-contained HTML file (script, style and data inline; opens offline\n"
+            "from disk). --circuit: the circuit graph, per-node details, task examples, loss vs\n"
+            "k, validation and model card. --circuits: one report per circuit folder, written\n"
+            "beside --out, and an index at --out. --run: model card, training curves and the\n"
+            "circuits under RUN/circuits/. Per-node details need the model: it is taken from\n"
+            "--model or the circuit's recorded model path; pretraining snippets and mean\n"
+            "ablation values also need the corpus (--data, or the one named in training.json)."
+        ),
+        formatter_class=argparse.RawTextHelpFormatter,
+    )
+    src = p.add_mutually_exclusive_group(required=True)
+    src.add_argument("--circuit", metavar="DIR", help="a circuit folder (circuit.json)")
+    src.add_argument("--circuits", metavar="DIR", help="a folder of circuit folders")
+    src.add_argument("--run", metavar="DIR", help="a training run / checkpoint folder")
+    p.add_argument("--out", required=True, metavar="FILE.html", help="the HTML file to write")
+    p.add_argument("--model", metavar="RUN", help="checkpoint the circuits were pruned from")
+    p.add_argument("--no-model", action="store_true", help="do not load any model (no per-node details)")
+    p.add_argument("--data", metavar="CORPUS_DIR", help="corpus folder for snippets and mean ablation values")
+    p.add_argument("--plots", metavar="DIR", help="also write PNG and SVG plots to DIR")
+    p.add_argument("--pairs", type=int, default=32, metavar="N", help="task pairs for per-node details (default 32)")
+    p.set_defaults(func=_run)
+
+
+class _Models:
+    """Checkpoints loaded once per path, with their corpus."""
+
+    def __init__(self, args: argparse.Namespace) -> None:
+        self.args = args
+        self.loaded: dict[str, Any] = {}
+
+    def for_circuit(self, circuit_model: dict[str, Any]) -> tuple[Any, Any, Any, dict | None]:
+        """(model, tokenizer, shards, training) for a circuit, or Nones when unavailable."""
+        if self.args.no_model:
+            return None, None, self.args.data, None
+        path = self.args.model or circuit_model.get("path")
+        if not path or not Path(path).is_dir():
+            if path:
+                print(f"note: model {path} not found; per-node details not computed (use --model RUN)", file=sys.stderr)
+            return None, None, self.args.data, None
+        if path not in self.loaded:
+            from sparsecircuits.checkpoint import load_checkpoint
+            from sparsecircuits.prune.ablation import default_data_dir
+
+            ckpt = load_checkpoint(path)
+            if ckpt.tokenizer is None:
+                print(f"note: {path} has no tokenizer.json; per-node details not computed", file=sys.stderr)
+            data = self.args.data or default_data_dir(ckpt.training, ckpt.path)
+            self.loaded[path] = (ckpt.model, ckpt.tokenizer, data, ckpt.training)
+        return self.loaded[path]
+
+
+def _circuit_data(folder: Path, models: _Models, pairs: int) -> dict[str, Any]:
+    from sparsecircuits.circuit import Circuit
+    from sparsecircuits.report.data import build_report_data, load_validation
+
+    circuit = Circuit.load(folder)
+    model, tokenizer, shards, training = models.for_circuit(circuit.model)
+    return build_report_data(circuit, model, tokenizer, shards, load_validation(folder),
+                             training=training, n_pairs=pairs)
+
+
+def _write_circuits(folders: list[Path], out: Path, models: _Models, args: argparse.Namespace) -> list[dict[str, Any]]:
+    """Write one report per circuit folder beside `out`; returns the index entries."""
+    from sparsecircuits.report.html import index_entry, write_report
+    from sparsecircuits.report.plots import plot_curve
+
+    entries = []
+    for folder in folders:
+        data = _circuit_data(folder, models, args.pairs)
+        page = write_report(data, out.parent / f"circuit-{folder.name}.html")
+        print(f"wrote {page}", file=sys.stderr)
+        if args.plots and data["curve"]:
+            plot_curve(folder, Path(args.plots) / folder.name)
+        entries.append(index_entry(data, page.name, folder.name))
+    return entries
+
+
+def _run(args: argparse.Namespace) -> int:
+    from sparsecircuits.report.data import build_run_data, find_circuits
+    from sparsecircuits.report.html import render_index, write_report
+    from sparsecircuits.report.plots import plot_curve, plot_training
+
+    out = Path(args.out)
+    if out.suffix.lower() not in (".html", ".htm"):
+        raise InputError(f"--out {out}: a report is an HTML file; give a name ending in .html")
+    if args.pairs < 1:
+        raise InputError(f"--pairs {args.pairs}: give a positive number of task pairs")
+    models = _Models(args)
+    written = [out]
+    if args.circuit:
+        data = _circuit_data(Path(args.circuit), models, args.pairs)
+        write_report(data, out)
+        if args.plots and data["curve"]:
+            written += plot_curve(args.circuit, args.plots)
+        for note in data["notes"]:
+            print(f"note: {note}", file=sys.stderr)
+    elif args.circuits:
+        folders = find_circuits(args.circuits)
+        if not folders:
+            raise InputError(f"--circuits {args.circuits}: no subfolder holds a circuit.json")
+        entries = _write_circuits(folders, out, models, args)
+        from sparsecircuits.checkpoint import atomic_write_text
+
+        atomic_write_text(out, render_index(entries, title=f"circuits in {Path(args.circuits).name}"))
+    else:
+        run = Path(args.run)
+        circuits_dir = run / "circuits"
+        folders = find_circuits(circuits_dir) if circuits_dir.is_dir() else []
+        if args.model is None and not args.no_model and (run / "model.safetensors").is_file():
+            args.model = str(run)
+        entries = _write_circuits(folders, out, models, args)
+        write_report(build_run_data(run, entries), out)
+        if args.plots:
+            written += plot_training(run, args.plots)
+    for path in written:
+        print(path)
+    return 0
