@@ -145,6 +145,14 @@ def test_bad_arguments(stdlib_tokenizer):
         task.generate(stdlib_tokenizer, 0)
 
 
+def test_tokenizer_without_python_names_is_refused():
+    from sparsecircuits.data.tokenizer import train_tokenizer
+
+    tok = train_tokenizer(["x = 1\ny = 2\n"] * 20, vocab_size=300)
+    with pytest.raises(InputError, match=r"task var_if: only \d+ of \d+ common identifiers"):
+        get_task("var_if").generate(tok, 5)
+
+
 @pytest.mark.slow
 def test_all_tasks_under_the_full_stdlib_tokenizer(tmp_path):
     """The default tokenizer: 2048 BPE tokens trained on the whole standard library."""

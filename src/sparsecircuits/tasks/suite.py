@@ -77,9 +77,11 @@ def single_token_names(tokenizer: Tokenizer) -> list[str]:
         and len(encode(tokenizer, " " + w)) == 1
     ]
     if len(names) < MIN_NAMES:
+        example = next(w for w in NAME_CANDIDATES if w not in names and w not in RESERVED)
         raise InputError(
             f"only {len(names)} of {len(NAME_CANDIDATES)} common identifiers are single tokens "
-            f"under this tokenizer (need {MIN_NAMES}); use a tokenizer trained on Python code"
+            f"under this tokenizer (need {MIN_NAMES}; e.g. {' ' + example!r} is "
+            f"{len(encode(tokenizer, ' ' + example))} tokens); use a tokenizer trained on Python code"
         )
     return names
 
