@@ -1,0 +1,105 @@
+"""`sparsecircuits validate --circuit DIR`: metrics, controls and a verdict -> DIR/validation.json."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from sparsecircuits.checkpoint import load_checkpoint
+from sparsecircuits.circuit import Circuit
+from sparsecircuits.errors import InputError
+from sparsecircuits.prune.ablation import default_data_dir
+from sparsecircuits.tasks import load_task_file
+from sparsecircuits.validate.controls import (
+    CONTROLS,
+    CORE_CONTROLS,
+    DEFAULT_RANDOM_DRAWS,
+    DEFAULT_SEEDS,
+)
+from sparsecircuits.validate.verdict import VALIDATION_FILE, task_from_info, validate
+
+CONTROLS_HELP = (
+    "controls to run: all, core (= " + ",".join(CORE_CONTROLS) + "), none, or a "
+    "comma-separated list of " + ", ".join(CONTROLS) + " (default: core)"
+)
+
+
+def _model_path(circuit: Circuit, circuit_dir: Path, override: str | None) -> Path:
+    if override:
+        return Path(override)
+    recorded = circuit.model.get("path")
+    if not recorded:
+        raise InputError(f"{circuit_dir}: the circuit does not record its model's path; pass --model RUN")
+    path = Path(recorded)
+    if not path.exists() and not path.is_absolute() and (circuit_dir / path).exists():
+        path = circuit_dir / path
+    if not path.exists():
+        raise InputError(
+            f"the circuit's model {recorded} does not exist (from {circuit_dir}); pass --model RUN"
+        )
+    return path
+
+
+def _run(args: argparse.Namespace) -> int:
+    circuit_dir = Path(args.circuit)
+    circuit = Circuit.load(circuit_dir)
+    ckpt = load_checkpoint(_model_path(circuit, circuit_dir, args.model))
+    task = load_task_file(args.task) if args.task else task_from_info(circuit.task)
+    if ckpt.tokenizer is None and task.source != "python":
+        raise InputError(
+            f"checkpoint {ckpt.path} has no tokenizer.json, which task {task.name} needs; "
+            "use a checkpoint saved with its tokenizer"
+        )
+    data = args.data or default_data_dir(ckpt.training, ckpt.path)
+    report = validate(
+        circuit_dir,
+        ckpt.model,
+        ckpt.tokenizer,
+        args.controls,
+        task=task,
+        data=data,
+        cache_dir=ckpt.path,
+        n_pairs=args.pairs,
+        steps=args.steps,
+        n_random=args.random_draws,
+        n_seeds=args.seeds,
+        seed=args.seed,
+        progress=not args.no_progress,
+    )
+    if args.json:
+        print(json.dumps(report.to_dict(), indent=1))
+    else:
+        print(report.format_table())
+        print(f"\nwrote {circuit_dir / VALIDATION_FILE}")
+    return 0
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    """Add the `validate` command."""
+    p = subparsers.add_parser(
+        "validate",
+        help="how far a circuit can be trusted: metrics, controls, verdict",
+        description=(
+            "Compute a circuit's sufficiency, necessity, faithfulness, accuracy and KL on "
+            "held-out task pairs, run controls (random circuits, a random-init model, a "
+            "nonsense task, seeds, frozen norms, zero ablation, activation agreement) and "
+            "write a verdict (ok | suspect | insufficient) to DIR/validation.json. Controls "
+            "that prune again use the circuit's own pruning settings. See docs/validation.md."
+        ),
+    )
+    p.add_argument("--circuit", required=True, metavar="DIR", help="circuit folder (circuit.json)")
+    p.add_argument("--controls", default="core", metavar="LIST", help=CONTROLS_HELP)
+    p.add_argument("--model", metavar="RUN", help="checkpoint folder (default: the circuit's model.path)")
+    p.add_argument("--task", metavar="FILE", help="JSONL task file (default: the circuit's task)")
+    p.add_argument("--data", metavar="DIR", help="corpus folder for mean ablation (default: the model's)")
+    p.add_argument("--pairs", type=int, metavar="N", help="held-out pairs (default: pruning's n_eval_pairs)")
+    p.add_argument("--steps", type=int, metavar="N", help="pruning steps of the controls that prune")
+    p.add_argument("--random-draws", type=int, default=DEFAULT_RANDOM_DRAWS, metavar="N",
+                   help="random circuits drawn (random_circuits)")
+    p.add_argument("--seeds", type=int, default=DEFAULT_SEEDS, metavar="S",
+                   help="seeds compared, the circuit's included (seeds)")
+    p.add_argument("--seed", type=int, default=0, help="seed of random draws and of the random-init model")
+    p.add_argument("--json", action="store_true", help="print validation.json instead of a table")
+    p.add_argument("--no-progress", action="store_true", help="hide progress bars")
+    p.set_defaults(func=_run)

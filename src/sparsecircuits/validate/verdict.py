@@ -1,0 +1,359 @@
+"""The verdict on a circuit, and `validate`: metrics + controls + verdict -> validation.json.
+
+Thresholds are documented in docs/validation.md. Status:
+- `insufficient`: the circuit alone does not reach the target loss on held-out pairs;
+- `suspect`: it does, but a check failed (necessity, a control reaching the target at a
+  comparable size, seed disagreement, low activation agreement);
+- `ok`: every check that ran passed. Controls that did not run are listed as not run.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+from typing import Any
+
+import torch
+from tokenizers import Tokenizer
+from tqdm.auto import tqdm
+
+from sparsecircuits import __version__
+from sparsecircuits.checkpoint import atomic_write_text
+from sparsecircuits.circuit import Circuit
+from sparsecircuits.errors import InputError
+from sparsecircuits.model import SparseTransformer
+from sparsecircuits.prune import PruneConfig, ablation_values
+from sparsecircuits.tasks import Task, get_task, load_task_file, make_batch
+from sparsecircuits.tasks.loss import check_fits
+from sparsecircuits.validate.controls import (
+    CONTROLS,
+    DEFAULT_RANDOM_DRAWS,
+    DEFAULT_SEEDS,
+    ControlContext,
+    parse_controls,
+)
+from sparsecircuits.validate.metrics import Metrics, compute_metrics
+from sparsecircuits.validate.nonsense import NONSENSE_SOURCE, nonsense_task
+
+VALIDATION_FORMAT = "sparsecircuits.validation/1"
+VALIDATION_FILE = "validation.json"
+# Validation pairs come from the test split with this seed (pruning's bisection uses its own draw).
+VALIDATION_SEED = 1
+
+
+@dataclass(frozen=True)
+class Thresholds:
+    """The verdict's thresholds (docs/validation.md explains each)."""
+
+    sufficiency_margin: float = 0.05  # circuit loss <= target_loss + margin on held-out pairs
+    necessity_min: float = 0.5  # ablating the circuit moves the loss >= half way to chance
+    random_circuits_max_fraction: float = 0.05  # share of random same-size circuits reaching target
+    control_size_ratio: float = 2.0  # a control circuit at most this many times larger is "comparable"
+    seed_jaccard_min: float = 0.5  # mean node-set Jaccard between seeds
+    activation_agreement_min: float = 0.7  # mean per-node correlation with the full model
+
+    def to_dict(self) -> dict[str, float]:
+        """JSON-ready thresholds."""
+        return asdict(self)
+
+
+def _check(name: str, passed: bool, value: Any, threshold: Any, why: str) -> dict[str, Any]:
+    return {"name": name, "passed": bool(passed), "value": value, "threshold": threshold, "reason": why}
+
+
+def _comparable_control(name: str, result: Mapping[str, Any], t: Thresholds) -> dict[str, Any]:
+    ratio = result.get("size_ratio")
+    hit = bool(result["reached_target"]) and ratio is not None and ratio <= t.control_size_ratio
+    what = {"random_init": "a randomly initialized model", "nonsense_task": "a nonsense task"}[name]
+    size = f"{result['n_nodes']} nodes, {ratio:.2f}x the circuit" if ratio is not None else "n/a"
+    return _check(
+        name,
+        not hit,
+        ratio,
+        t.control_size_ratio,
+        f"pruning {what} also reaches the target loss at a comparable size ({size})",
+    )
+
+
+def verdict(
+    metrics: Metrics,
+    controls: Mapping[str, Mapping[str, Any]],
+    target_loss: float,
+    thresholds: Thresholds | None = None,
+) -> dict[str, Any]:
+    """Status ok | suspect | insufficient, the failed checks' reasons, notes and every check."""
+    t = thresholds or Thresholds()
+    checks = [
+        _check(
+            "sufficiency",
+            metrics.circuit <= target_loss + t.sufficiency_margin,
+            metrics.circuit,
+            target_loss + t.sufficiency_margin,
+            f"the circuit alone has loss {metrics.circuit:.3f} on held-out pairs, above the "
+            f"target {target_loss} + margin {t.sufficiency_margin}",
+        )
+    ]
+    if metrics.necessity is not None:
+        checks.append(
+            _check(
+                "necessity",
+                metrics.necessity >= t.necessity_min,
+                metrics.necessity,
+                t.necessity_min,
+                f"ablating only the circuit moves the loss {metrics.necessity:.0%} of the way to "
+                "chance: other nodes can also do the task",
+            )
+        )
+    notes: list[str] = []
+    if metrics.necessity is None:
+        notes.append("necessity not assessed: the full model itself is at chance on the task")
+    if "random_circuits" in controls:
+        r = controls["random_circuits"]
+        checks.append(
+            _check(
+                "random_circuits",
+                r["fraction_reaching_target"] <= t.random_circuits_max_fraction,
+                r["fraction_reaching_target"],
+                t.random_circuits_max_fraction,
+                f"{r['fraction_reaching_target']:.0%} of random circuits of the same size reach "
+                "the target loss",
+            )
+        )
+    for name in ("random_init", "nonsense_task"):
+        if name in controls:
+            checks.append(_comparable_control(name, controls[name], t))
+    if "seeds" in controls:
+        s = controls["seeds"]
+        checks.append(
+            _check(
+                "seeds",
+                s["mean_jaccard"] >= t.seed_jaccard_min,
+                s["mean_jaccard"],
+                t.seed_jaccard_min,
+                f"pruning with other seeds finds different nodes (mean Jaccard {s['mean_jaccard']:.2f})",
+            )
+        )
+    if "activation_agreement" in controls:
+        a = controls["activation_agreement"]
+        checks.append(
+            _check(
+                "activation_agreement",
+                a["mean"] >= t.activation_agreement_min,
+                a["mean"],
+                t.activation_agreement_min,
+                f"circuit nodes behave differently than in the full model (mean correlation "
+                f"{a['mean']:.2f}; {a['fraction_below']:.0%} of nodes below {a['node_min']})",
+            )
+        )
+    for name, key in (("frozen_norms", "circuit_loss_other_mode"), ("zero_ablation", "circuit_loss_other_ablation")):
+        if name in controls:
+            c = controls[name]
+            mode = f"freeze_norms={c['freeze_norms']}" if name == "frozen_norms" else f"{c['ablation']} ablation"
+            ratio = f"{c['size_ratio']:.2f}x" if c["size_ratio"] is not None else "n/a"
+            notes.append(
+                f"with {mode}: this circuit's loss is {c[key]:.3f}; pruning again gives "
+                f"{c['n_nodes']} nodes ({ratio} the circuit's), "
+                + ("reaching" if c["reached_target"] else "not reaching")
+                + " the target"
+            )
+    failed = [c for c in checks if not c["passed"]]
+    if not checks[0]["passed"]:
+        status = "insufficient"
+    elif failed:
+        status = "suspect"
+    else:
+        status = "ok"
+    not_run = [n for n in CONTROLS if n not in controls]
+    return {
+        "status": status,
+        "reasons": [c["reason"] for c in failed],
+        "notes": notes,
+        "checks": checks,
+        "controls_not_run": not_run,
+        "thresholds": t.to_dict(),
+    }
+
+
+@dataclass
+class ValidationReport:
+    """A circuit's metrics, control results and verdict (the content of validation.json)."""
+
+    circuit: dict[str, Any]
+    settings: dict[str, Any]
+    metrics: Metrics
+    controls: dict[str, dict[str, Any]]
+    verdict: dict[str, Any]
+    version: str = __version__
+    format: str = VALIDATION_FORMAT
+
+    def to_dict(self) -> dict[str, Any]:
+        """The validation.json content (documented in docs/validation.md)."""
+        return {
+            "format": self.format,
+            "version": self.version,
+            "circuit": self.circuit,
+            "settings": self.settings,
+            "metrics": self.metrics.to_dict(),
+            "controls": self.controls,
+            "verdict": self.verdict,
+        }
+
+    def save(self, circuit_dir: str | Path) -> Path:
+        """Write validation.json into the circuit folder (atomically)."""
+        path = Path(circuit_dir) / VALIDATION_FILE
+        atomic_write_text(path, json.dumps(self.to_dict(), indent=1) + "\n")
+        return path
+
+    def format_table(self) -> str:
+        """A plain-text summary: metrics, one line per check, the verdict."""
+        m = self.metrics
+        fmt = lambda x: "n/a" if x is None else f"{x:.3f}"  # noqa: E731
+        lines = [
+            f"circuit   {self.circuit.get('path') or '(in memory)'}  task {self.circuit['task']}  "
+            f"{self.circuit['n_nodes']} nodes, {self.circuit['n_edges']} edges",
+            f"{'metric':<28} {'value':>9}",
+            f"{'loss full model':<28} {fmt(m.full):>9}",
+            f"{'loss circuit (sufficiency)':<28} {fmt(m.circuit):>9}",
+            f"{'loss circuit ablated':<28} {fmt(m.circuit_ablated):>9}",
+            f"{'loss all ablated':<28} {fmt(m.ablate_all):>9}",
+            f"{'faithfulness':<28} {fmt(m.faithfulness):>9}",
+            f"{'necessity':<28} {fmt(m.necessity):>9}",
+            f"{'accuracy full / circuit':<28} {m.accuracy_full:>4.2f}/{m.accuracy_circuit:.2f}",
+            f"{'KL(full || circuit)':<28} {fmt(m.kl):>9}",
+            "",
+            f"{'check':<22} {'result':<6} {'value':>9} {'threshold':>10}",
+        ]
+        for c in self.verdict["checks"]:
+            lines.append(
+                f"{c['name']:<22} {'pass' if c['passed'] else 'FAIL':<6} "
+                f"{fmt(c['value']):>9} {fmt(c['threshold']):>10}"
+            )
+        if self.verdict["controls_not_run"]:
+            lines.append("not run: " + ", ".join(self.verdict["controls_not_run"]))
+        lines += ["", f"verdict: {self.verdict['status'].upper()}"]
+        lines += [f"  - {r}" for r in self.verdict["reasons"]]
+        lines += [f"  note: {n}" for n in self.verdict["notes"]]
+        return "\n".join(lines)
+
+
+def task_from_info(info: Mapping[str, Any]) -> Task:
+    """Rebuild a circuit's task from its `task` record: a registered name, a JSONL file, or
+    the nonsense version of either."""
+    name, source = info.get("name"), info.get("source", "builtin")
+    params = info.get("params", info.get("parameters")) or {}
+    if source == NONSENSE_SOURCE:
+        base = params.get("base")
+        if not isinstance(base, Mapping):
+            raise InputError(f"task {name!r}: a nonsense task record needs params.base")
+        return nonsense_task(task_from_info(base), salt=params.get("salt", "sparsecircuits-nonsense"))
+    if source in ("builtin", "python"):
+        if not isinstance(name, str):
+            raise InputError("the circuit's task record has no name; re-run `sparsecircuits prune`")
+        return get_task(name)
+    path = Path(str(source))
+    if not path.is_file():
+        raise InputError(
+            f"the circuit's task file {path} does not exist; pass --task FILE to point at it"
+        )
+    return load_task_file(path)
+
+
+def prune_config_of(circuit: Circuit, steps: int | None = None) -> PruneConfig:
+    """The circuit's pruning settings as a PruneConfig (unknown keys ignored), `steps` overridden."""
+    known = {f.name for f in fields(PruneConfig)}
+    settings = {k: v for k, v in circuit.pruning.items() if k in known}
+    settings.setdefault("ablation", circuit.ablation)
+    settings.setdefault("target_loss", circuit.target_loss)
+    settings.setdefault("seed", circuit.seed)
+    if steps is not None:
+        settings["steps"] = steps
+    return PruneConfig.from_dict(settings)
+
+
+def validate(
+    circuit: Circuit | str | Path,
+    model: SparseTransformer,
+    tokenizer: Tokenizer,
+    controls: str | Sequence[str] | None = "core",
+    *,
+    task: Task | None = None,
+    data: Any = None,
+    cache_dir: str | Path | None = None,
+    n_pairs: int | None = None,
+    steps: int | None = None,
+    n_random: int = DEFAULT_RANDOM_DRAWS,
+    n_seeds: int = DEFAULT_SEEDS,
+    thresholds: Thresholds | None = None,
+    seed: int = 0,
+    write: bool = True,
+    progress: bool = True,
+) -> ValidationReport:
+    """Metrics, the chosen controls and the verdict for one circuit of `model`.
+
+    `circuit` is a Circuit or its folder; with a folder and `write`, validation.json is
+    written beside circuit.json. The task defaults to the circuit's own; the pairs are
+    `n_pairs` (default: pruning's n_eval_pairs) held-out test-split pairs. Controls that
+    prune use the circuit's pruning settings, with `steps` overriding the step count.
+    """
+    circuit_dir = None
+    if not isinstance(circuit, Circuit):
+        circuit_dir = Path(circuit)
+        circuit = Circuit.load(circuit_dir)
+    circuit.check_against(model)
+    names = parse_controls(controls)
+    config = prune_config_of(circuit, steps)
+    task = task if task is not None else task_from_info(circuit.task)
+    pairs = task.generate(tokenizer, n_pairs or config.n_eval_pairs, seed=VALIDATION_SEED, split="test")
+    check_fits(model, pairs, task.name)
+    batch = make_batch(pairs)
+    model.eval()
+    values = ablation_values(model, circuit.ablation, data=data, task_batch=batch, cache_dir=cache_dir)
+    with torch.no_grad():
+        metrics = compute_metrics(model, circuit, batch, values, freeze_norms=config.freeze_norms)
+    ctx = ControlContext(
+        model=model,
+        tokenizer=tokenizer,
+        circuit=circuit,
+        task=task,
+        task_batch=batch,
+        values=values,
+        config=config,
+        data=data,
+        cache_dir=cache_dir,
+        n_random=n_random,
+        n_seeds=n_seeds,
+        seed=seed,
+        progress=progress,
+    )
+    results: dict[str, dict[str, Any]] = {}
+    for name in tqdm(names, desc="controls", unit="control", disable=not progress):
+        results[name] = CONTROLS[name].run(ctx)
+    report = ValidationReport(
+        circuit={
+            "path": str(circuit_dir) if circuit_dir else None,
+            "model": dict(circuit.model),
+            "task": task.name,
+            "ablation": circuit.ablation,
+            "target_loss": circuit.target_loss,
+            "n_nodes": ctx.n_nodes,
+            "n_edges": circuit.n_edges,
+        },
+        settings={
+            "controls": names,
+            "n_pairs": len(pairs),
+            "split": "test",
+            "pairs_seed": VALIDATION_SEED,
+            "prune_steps": config.steps,
+            "n_random": n_random,
+            "n_seeds": n_seeds,
+            "seed": seed,
+        },
+        metrics=metrics,
+        controls=results,
+        verdict=verdict(metrics, results, circuit.target_loss, thresholds),
+    )
+    if circuit_dir is not None and write:
+        report.save(circuit_dir)
+    return report
