@@ -421,14 +421,14 @@
       markEdges(r, "hl", true);
       renderPanel(panel, r, select, byId);
     }
-    function setCollapsed(c, on) {
+    function setCollapsed(c, on, fromBox) {
       c.collapsed = on;
       c.labelEl.classList.toggle("collapsed", on);
       c.summaryEl.classList.toggle("hidden", !on);
       c.items.forEach(function (r) { r.el.classList.toggle("hidden", on); });
       c.items.forEach(function (r) { r.edgesIn.concat(r.edgesOut).forEach(drawEdge); });
       var box = document.querySelector('input[data-collapse="' + c.alias + '"]');
-      if (box) { box.checked = cols.filter(function (k) { return k.alias === c.alias; }).every(function (k) { return k.collapsed; }); }
+      if (box && !fromBox) { box.checked = cols.filter(function (k) { return k.alias === c.alias; }).every(function (k) { return k.collapsed; }); }
     }
 
     // controls: weight threshold, collapse per location, search, reset view
@@ -466,7 +466,7 @@
       var lab = el("label");
       var box = el("input"); box.type = "checkbox"; box.setAttribute("data-collapse", alias);
       box.addEventListener("change", function () {
-        cols.forEach(function (c) { if (c.alias === alias) { setCollapsed(c, box.checked); } });
+        cols.forEach(function (c) { if (c.alias === alias) { setCollapsed(c, box.checked, true); } });
       });
       lab.appendChild(box); lab.appendChild(document.createTextNode(" " + alias));
       toggles.appendChild(lab);

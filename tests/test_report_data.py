@@ -1,0 +1,167 @@
+"""Report data from a real (tiny, random) model, circuit and corpus; plots; the CLI."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+import torch
+
+from sparsecircuits.checkpoint import model_fingerprint, save_checkpoint
+from sparsecircuits.circuit import (
+    Circuit,
+    all_node_hooks,
+    compute_edges,
+    embed_links,
+    node_width,
+    residual_links,
+    unembed_links,
+)
+from sparsecircuits.cli import main
+from sparsecircuits.data.tokenizer import decode
+from sparsecircuits.errors import InputError
+from sparsecircuits.model import ModelConfig, SparseTransformer
+from sparsecircuits.report import build_report_data, build_run_data, render_report
+from sparsecircuits.report.plots import plot_curve, plot_training
+from sparsecircuits.tasks import get_task, make_batch, task_loss
+
+TASK = "single_double_quote"
+
+
+@pytest.fixture(scope="module")
+def setup(tmp_path_factory, small_corpus_dir, stdlib_tokenizer):
+    """A saved tiny checkpoint and a circuit folder over a hand-picked node set."""
+    torch.manual_seed(0)
+    cfg = ModelConfig(n_layer=2, d_model=32, n_head=2, d_head=16, d_mlp=64, vocab_size=2048, n_ctx=128)
+    model = SparseTransformer(cfg).eval()
+    root = tmp_path_factory.mktemp("report_data")
+    ckpt = save_checkpoint(model, root / "run", tokenizer=small_corpus_dir / "tokenizer.json",
+                           training={"val_loss": 4.5, "data_dir": str(small_corpus_dir)})
+    gen = torch.Generator().manual_seed(1)
+    nodes = {h: sorted(torch.randperm(node_width(model, h), generator=gen)[:3].tolist()) for h in all_node_hooks(model)}
+    pairs = get_task(TASK).generate(stdlib_tokenizer, 8, split="train")
+    prompt_tokens = {t for p in pairs for t in p.prompt_ids + p.alt_prompt_ids}
+    answers = {t for p in pairs for t in (p.target_id, p.alt_id)}
+    circuit = Circuit(
+        model={"path": str(ckpt), "fingerprint": model_fingerprint(model)},
+        task={"name": TASK, "source": "builtin", "parameters": {}},
+        ablation="zero", target_loss=0.15, nodes=nodes, edges=compute_edges(model, nodes),
+        losses={"full": 0.6, "circuit": 0.65, "ablate_all": 0.69}, seed=0, pruning={"steps": 1},
+        residual_links=residual_links(model, nodes), embed_links=embed_links(model, nodes, prompt_tokens),
+        unembed_links=unembed_links(model, nodes, answers),
+        curve=[{"k": 1, "loss": 0.69}, {"k": 10, "loss": 0.4}, {"k": 48, "loss": 0.2}],
+    )
+    folder = circuit.save(root / "run" / "circuits" / "quote")
+    return model, stdlib_tokenizer, small_corpus_dir, circuit, folder
+
+
+def test_without_model_the_page_still_has_the_graph(setup):
+    _, _, _, circuit, folder = setup
+    data = build_report_data(folder)
+    assert len(data["nodes"]) == circuit.n_nodes == data["circuit"]["n_nodes"] == 48
+    assert len(data["edges"]) == circuit.n_edges and data["edges"] == [e.to_dict() for e in circuit.edges]
+    assert {n["id"] for n in data["nodes"]} == set(circuit.node_ids())
+    q = next(n for n in data["nodes"] if n["alias"] == "attn_q")
+    assert (q["head"], q["channel"]) == divmod(q["index"], 16)  # config read from the recorded model path
+    assert all(n["delta_loss"] is None and n["snippets"] is None for n in data["nodes"])
+    assert data["validation"] is None and data["examples"] == []
+    ids = {n["id"] for n in data["nodes"]} | {t["id"] for t in data["terminals"]}
+    for link in data["terminal_links"] + data["residual_links"]:
+        assert link["src"] in ids and link["dst"] in ids
+    assert data["model"]["config"]["d_model"] == 32
+    render_report(data)
+
+
+def test_with_model_every_node_gets_its_details(setup):
+    model, tok, corpus, circuit, folder = setup
+    (folder / "validation.json").write_text(json.dumps({"verdict": {"status": "ok", "reasons": []}}))
+    try:
+        data = build_report_data(folder, model, tok, corpus, n_pairs=6, n_windows=8, window=32)
+    finally:
+        (folder / "validation.json").unlink()
+    assert data["validation"]["verdict"]["status"] == "ok"
+    pairs = get_task(TASK).generate(tok, 6, split="test")
+    batch = make_batch(pairs)
+    keep = circuit.keep_masks(model)
+
+    def loss_without(removed: str | None) -> float:
+        # an independent ablation: zero every dropped node with plain hooks
+        def hook_fn(x, hook):
+            flags = keep[hook.name].clone()
+            if removed is not None and removed.rpartition(":")[0] == hook.name:
+                flags[int(removed.rpartition(":")[2])] = False
+            return x * flags.view(x.shape[2:]).to(x.dtype)
+
+        logits = model.run_with_hooks(batch.tokens, [(h, hook_fn) for h in all_node_hooks(model)])
+        return float(task_loss(logits, batch))
+
+    base = loss_without(None)
+    for node in data["nodes"][::7]:
+        assert node["ablation_value"] == 0.0
+        assert node["delta_loss"] == pytest.approx(loss_without(node["id"]) - base, abs=1e-5)
+        assert len(node["acts"]["full"]["a"]) == len(node["acts"]["full"]["b"]) == 6
+        assert set(node["acts"]) == {"full", "circuit"}
+    # activations of a kept node in the circuit: a zeroed input location changes them, a kept one is exact
+    _, cache = model.run_with_cache(batch.tokens, names_filter=[data["nodes"][0]["hook"]])
+    first = data["nodes"][0]
+    expect = cache[first["hook"]].flatten(2)[torch.arange(12), batch.last_pos, first["index"]]
+    assert first["acts"]["full"]["a"] + first["acts"]["full"]["b"] == pytest.approx(expect.tolist(), abs=1e-4)
+    ex = data["examples"][0]
+    assert "".join(ex["a_tokens"]) == pairs[0].pair.prompt and ex["target"] == decode(tok, [pairs[0].target_id])
+    assert 0.0 <= ex["a_probs"]["full"] <= 1.0 and "circuit" in ex["a_probs"]
+    snippets = [s for n in data["nodes"] for s in n["snippets"]]
+    assert snippets and all(len(s["tokens"]) == len(s["acts"]) <= 25 for s in snippets)
+    assert all(abs(s["acts"][s["focus"]]) == pytest.approx(max(abs(a) for a in s["acts"]), abs=1e-4) for s in snippets)
+    assert data["terminals"] and all(t["label"] for t in data["terminals"])
+
+
+def test_wrong_model_is_refused(setup):
+    *_, folder = setup
+    torch.manual_seed(5)
+    other = SparseTransformer(ModelConfig(n_layer=2, d_model=32, n_head=2, d_head=16, d_mlp=64, vocab_size=2048))
+    with pytest.raises(InputError, match="fingerprint"):
+        build_report_data(folder, other)
+
+
+def test_plots_and_run_page(setup, tmp_path):
+    *_, circuit, folder = setup
+    run = folder.parent.parent
+    rows = [{"step": s, "tokens": 1000 * s, "train_loss": 7 - s / 10, "kept_fraction": {"a": 1 - s / 50, "b": 1 - s / 25}}
+            for s in range(0, 21, 5)]
+    rows[-1]["val_loss"] = 5.5
+    (run / "metrics.jsonl").write_text("\n".join(json.dumps(r) for r in rows) + "\n")
+    written = plot_training(run, tmp_path / "plots")
+    assert sorted(p.name for p in written) == ["kept_fraction.png", "kept_fraction.svg", "loss.png", "loss.svg"]
+    assert all(p.stat().st_size > 1000 for p in written)
+    assert [p.name for p in plot_curve(folder, tmp_path / "plots")] == ["loss_vs_k.png", "loss_vs_k.svg"]
+    data = build_run_data(run)
+    charts = {c["title"]: c for c in data["training"]["charts"]}
+    assert charts["loss vs tokens"]["lines"][0]["points"][1] == [5000.0, 6.5]
+    assert charts["kept fraction vs step"]["lines"][0]["points"][1] == [5.0, pytest.approx(1 - 0.15)]
+    assert data["model"]["val_loss"] == 4.5 and data["model"]["nonzeros"]["all"]["numel"] > 0
+    (run / "metrics.jsonl").write_text('{"step": 1}\nnot json\n')
+    with pytest.raises(InputError, match="line 2"):
+        build_run_data(run)
+    (run / "metrics.jsonl").unlink()
+
+
+def test_cli_circuit_run_and_errors(setup, tmp_path, capsys):
+    *_, folder = setup
+    out = tmp_path / "c.html"
+    assert main(["report", "--circuit", str(folder), "--out", str(out), "--pairs", "4", "--plots", str(tmp_path / "p")]) == 0
+    page = out.read_text(encoding="utf-8")
+    assert '"kind":"circuit"' in page and (tmp_path / "p" / "loss_vs_k.svg").is_file()
+    blob = json.loads(page.split('id="data">', 1)[1].split("</script>", 1)[0])
+    assert all(isinstance(n["delta_loss"], float) and math.isfinite(n["delta_loss"]) for n in blob["nodes"])
+    assert all(n["snippets"] is not None for n in blob["nodes"])  # corpus found through training.json
+    run_out = tmp_path / "run.html"
+    assert main(["report", "--run", str(folder.parent.parent), "--out", str(run_out), "--no-model"]) == 0
+    blob = json.loads(run_out.read_text().split('id="data">', 1)[1].split("</script>", 1)[0])
+    assert blob["circuits"][0]["href"] == "circuit-quote.html" and (tmp_path / "circuit-quote.html").is_file()
+    assert main(["report", "--circuits", str(folder.parent), "--out", str(tmp_path / "i.html"), "--no-model"]) == 0
+    capsys.readouterr()
+    assert main(["report", "--circuit", str(tmp_path / "missing"), "--out", str(tmp_path / "x.html")]) == 2
+    assert "circuit.json" in capsys.readouterr().err
+    assert main(["report", "--circuit", str(folder), "--out", str(tmp_path / "x.txt")]) == 2
+    assert not (tmp_path / "x.html").exists()
