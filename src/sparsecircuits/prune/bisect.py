@@ -1,0 +1,65 @@
+"""Discretizing the masks: rank nodes by tau, bisect over k for the smallest top-k node set
+whose task loss is at most the target (METHOD.md section 4)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+
+import torch
+
+from sparsecircuits.errors import InputError
+
+
+def rank_nodes(tau: Mapping[str, torch.Tensor]) -> list[tuple[str, int]]:
+    """Every (hook, index), highest tau first; ties keep hook order then index order."""
+    hooks = list(tau)
+    flat = torch.cat([tau[h].detach().flatten().float() for h in hooks])
+    owner = [(h, i) for h in hooks for i in range(tau[h].numel())]
+    order = torch.sort(-flat, stable=True).indices.tolist()
+    return [owner[j] for j in order]
+
+
+def top_k_keep(
+    ranking: list[tuple[str, int]], k: int, widths: Mapping[str, int]
+) -> dict[str, torch.Tensor]:
+    """Keep flags (hook -> bool tensor) selecting the first `k` nodes of `ranking`."""
+    if not 0 <= k <= len(ranking):
+        raise InputError(f"k={k} must be between 0 and the number of ranked nodes ({len(ranking)})")
+    keep = {h: torch.zeros(w, dtype=torch.bool) for h, w in widths.items()}
+    for hook, index in ranking[:k]:
+        keep[hook][index] = True
+    return keep
+
+
+def bisect_k(
+    loss_at: Callable[[int], float], n: int, target: float
+) -> tuple[int | None, list[dict[str, float]]]:
+    """Smallest k in [0, n] with loss_at(k) <= target, assuming the loss falls as k grows.
+
+    Returns (k, curve) where curve lists every evaluated {"k", "loss"} sorted by k; k is None
+    when even all n nodes miss the target. Evaluates loss_at about log2(n) + 2 times.
+    """
+    if n < 0:
+        raise InputError(f"n={n} nodes; must be >= 0")
+    seen: dict[int, float] = {}
+
+    def ok(k: int) -> bool:
+        if k not in seen:
+            seen[k] = float(loss_at(k))
+        return seen[k] <= target
+
+    def curve() -> list[dict[str, float]]:
+        return [{"k": k, "loss": seen[k]} for k in sorted(seen)]
+
+    if not ok(n):
+        return None, curve()
+    if ok(0):
+        return 0, curve()
+    lo, hi = 0, n  # loss(lo) > target >= loss(hi)
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        if ok(mid):
+            hi = mid
+        else:
+            lo = mid
+    return hi, curve()
