@@ -64,12 +64,14 @@ def synthetic_report_data(n_layer: int = 2, per_location: int = 3, seed: int = 0
         "examples": [{"a_tokens": ["x", " =", ' "', EVIL], "target": '"', "a_probs": {"full": 0.9},
                       "b_tokens": ["x", " =", " '", "a & b < c"], "alt": "'", "b_probs": {"full": 0.8}}],
         "curve": [{"k": k, "loss": 0.7 / (1 + k / 10)} for k in (1, 2, 4, 8, 16, 32, 64)],
-        "validation": {"verdict": {"status": "suspect", "reasons": [f"nonsense task also pruned {EVIL}"]},
+        "validation": {"verdict": {"status": "suspect", "reasons": [f"nonsense task also pruned {EVIL}"],
+                                   "notes": ["with zero ablation: 0.1"],
+                                   "checks": [{"name": "sufficiency", "passed": True, "value": 0.14, "threshold": 0.2}]},
                        "metrics": {"sufficiency": 0.14, "necessity": 0.6},
                        "controls": {"random_init": {"loss": 0.2, "n_nodes": 40}, "nonsense": {"loss": 0.1}}},
         "model": {"path": "runs/x", "fingerprint": "abc", "config": {"n_layer": n_layer, "d_model": 16},
                   "nonzeros": {"matrix": {"nonzero": 10, "numel": 100, "fraction": 0.1}}, "val_loss": 3.2},
-        "notes": [],
+        "notes": [f"note {EVIL}"],
     }
 
 

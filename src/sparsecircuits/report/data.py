@@ -28,7 +28,7 @@ from sparsecircuits.report.html import REPORT_FORMAT, index_entry
 
 VALIDATION_FILE = "validation.json"
 METRICS_FILE = "metrics.jsonl"
-MAX_EMBED_TOKENS = 40  # embedding terminals drawn (the tokens with the largest total |weight|)
+MAX_EMBED_TOKENS = 12  # embedding terminals drawn (the tokens with the largest total |weight|)
 _QKV = ("attn_q", "attn_k", "attn_v")
 
 

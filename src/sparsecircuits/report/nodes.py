@@ -1,13 +1,15 @@
 """Per-node details of a report that need the model: ablation values, single-node removal,
 activations on task pairs, top-activating snippets and tokenized task examples.
 
-Everything goes through the prune package's `ablate`/`ablation_values` and the tasks
-package, so the numbers are the ones pruning and validation see.
+Everything goes through the prune package (`ablation_values`, `ablate`, `frozen_norms` for
+circuits pruned with frozen norm scales) and the tasks package, so the numbers are the
+ones pruning and validation see.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +20,7 @@ from sparsecircuits.data.tokenizer import decode
 from sparsecircuits.errors import InputError
 from sparsecircuits.model import SparseTransformer
 from sparsecircuits.prune.ablation import ablation_values
-from sparsecircuits.prune.masks import ablate
+from sparsecircuits.prune.masks import ablate, frozen_norms, record_norm_scales
 from sparsecircuits.tasks import Task, get_task, load_task_file, make_batch, task_loss
 from sparsecircuits.tasks.loss import check_fits
 
@@ -47,6 +49,13 @@ class _Tokens:
         return self.cache[token_id]
 
 
+@contextmanager
+def _intervened(model: SparseTransformer, keep: Mapping[str, torch.Tensor], values: Mapping[str, torch.Tensor],
+                stats: Any | None) -> Iterator[None]:
+    with ablate(model, keep, values), (frozen_norms(model, stats) if stats is not None else nullcontext()):
+        yield
+
+
 def _last(cache: Mapping[str, torch.Tensor], hook: str, last_pos: torch.Tensor) -> torch.Tensor:
     act = cache[hook].flatten(2)
     return act[torch.arange(act.shape[0]), last_pos]
@@ -65,11 +74,15 @@ def _snippets(model: SparseTransformer, nodes: list[dict[str, Any]], windows: to
     for n in nodes:
         act = cache[n["hook"]].flatten(2)[:, :, n["index"]]  # [N, T]
         peak, where = act.abs().max(dim=1)
-        snippets = []
-        for w in torch.argsort(peak, descending=True)[:n_snippets].tolist():
-            if float(peak[w]) == 0.0:
+        snippets, seen = [], set()
+        for w in torch.argsort(peak, descending=True).tolist():
+            if float(peak[w]) == 0.0 or len(snippets) == n_snippets:
                 break
             t = int(where[w])
+            key = tuple(windows[w, max(0, t - 4) : t + 1].tolist())
+            if key in seen:  # overlapping windows can show the same text twice
+                continue
+            seen.add(key)
             lo, hi = max(0, t - radius), min(windows.shape[1], t + radius + 1)
             snippets.append({
                 "tokens": [token(i) for i in windows[w, lo:hi].tolist()],
@@ -125,7 +138,9 @@ def add_model_details(
     circ_cache: dict[str, torch.Tensor] = {}
     if values is not None:
         keep = circuit.keep_masks(model)
-        with ablate(model, keep, values):
+        # as in pruning and validation: norm scales frozen to the full model's when pruned so
+        stats = record_norm_scales(model, lambda: model(batch.tokens)) if circuit.pruning.get("freeze_norms") else None
+        with _intervened(model, keep, values, stats):
             circ_logits, circ_cache = model.run_with_cache(batch.tokens, names_filter=hooks)
         base = float(task_loss(circ_logits, batch))
         p_circ = _p_correct(circ_logits, batch)
@@ -135,7 +150,7 @@ def add_model_details(
         for node in nodes if len(nodes) <= max_removal_nodes else []:
             flags = keep[node["hook"]]
             flags[node["index"]] = False
-            with ablate(model, keep, values):
+            with _intervened(model, keep, values, stats):
                 loss = float(task_loss(model(batch.tokens), batch))
             flags[node["index"]] = True
             node["delta_loss"] = loss - base

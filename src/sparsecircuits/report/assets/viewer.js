@@ -363,8 +363,9 @@
       var s = byId[e.src], t = byId[e.dst];
       if (!s || !t) { return; }
       var w = isNum(e.weight) ? e.weight : 0;
+      var scale = cls === "edge" ? 3.4 : 1.2;  // links that are not circuit edges stay thin
       var p = sv("path", {"class": cls + (w >= 0 ? " pos" : " neg"), "data-src": e.src, "data-dst": e.dst,
-        "data-weight": w, "stroke-width": (0.6 + 3.4 * Math.sqrt(maxAbs > 0 ? Math.min(1, Math.abs(w) / maxAbs) : 0)).toFixed(2)});
+        "data-weight": w, "stroke-width": (0.6 + scale * Math.sqrt(maxAbs > 0 ? Math.min(1, Math.abs(w) / maxAbs) : 0)).toFixed(2)});
       var rec = {el: p, s: s, t: t, w: Math.abs(w), terminal: cls !== "edge"};
       s.edgesOut.push(rec); t.edgesIn.push(rec); edgeRecs.push(rec);
       gEdges.appendChild(p);
@@ -545,7 +546,7 @@
     applyThreshold();
     function fit() {
       // size the drawing to the graph's aspect ratio so small circuits are not drawn tiny
-      var hpx = Math.max(320, Math.min(760, root.clientWidth * height / width + 24));
+      var hpx = Math.max(260, Math.min(760, root.clientWidth * height / width + 24));
       root.style.height = hpx.toFixed(0) + "px";
     }
     return {box: box, byId: byId, select: select, fit: fit};
@@ -657,6 +658,11 @@
     p.appendChild(verdictBadge(data.validation));
     s.appendChild(p);
     if (task.description) { s.appendChild(el("p", "muted", task.description)); }
+    if (data.notes && data.notes.length) {
+      var notes = el("ul", "notes muted");
+      data.notes.forEach(function (n) { notes.appendChild(el("li", null, n)); });
+      s.appendChild(notes);
+    }
     if (c.losses) { s.appendChild(el("h3", null, "Task loss (nats, chance ln 2 = 0.693)")); s.appendChild(kvTable(c.losses)); }
 
     var g = section("circuit", "Circuit graph");
@@ -715,6 +721,14 @@
         reasons.forEach(function (r) { ul.appendChild(el("li", null, r)); });
         v.appendChild(ul);
       }
+      var vnotes = (data.validation.verdict && data.validation.verdict.notes) || [];
+      if (vnotes.length) {
+        var nl = el("ul", "muted");
+        vnotes.forEach(function (n) { nl.appendChild(el("li", null, n)); });
+        v.appendChild(nl);
+      }
+      var checks = data.validation.verdict && data.validation.verdict.checks;
+      if (checks && checks.length) { v.appendChild(el("h3", null, "Checks")); v.appendChild(recordsTable(checks)); }
       if (data.validation.metrics) { v.appendChild(el("h3", null, "Metrics")); v.appendChild(kvTable(data.validation.metrics)); }
       if (data.validation.controls) { v.appendChild(el("h3", null, "Controls")); v.appendChild(recordsTable(data.validation.controls, "control")); }
     }
