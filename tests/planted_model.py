@@ -9,7 +9,8 @@ channel 0, "is a marker" on channel 3 and "is END" on channel 1. Head 0 queries 
 channel 1 and keys with channel 3, so END attends to the marker; its value channel 0
 copies the sign, and the output projection writes it to residual channel 4, which the
 unembedding reads as X minus Y. Nodes: attn_in {0, 1, 3}, q {0}, k {0}, v {0},
-attn_out {4}. A decoy head (head 1) and a decoy MLP neuron read the fillers and write
+attn_out {4}. Fillers also carry a sign on channel 0, so without the query or the key
+(uniform attention) the copied sign is noise: every planted node is needed. A decoy head (head 1) and a decoy MLP neuron read the fillers and write
 channels 5 and 6, which no answer logit reads.
 """
 
@@ -80,6 +81,7 @@ def planted_model() -> SparseTransformer:
     emb[END, 1] = 1.0
     for i, f in enumerate(FILLERS):
         emb[f, 2] = 1.0
+        emb[f, 0] = 1.0 if i < 2 else -1.0  # a sign like the marker's: attending to all is noise
         emb[f, 5] = 0.5 * (i - 1.5)  # filler identity, read by the decoys
     block = model.blocks[0]
     w = block.attn.c_attn.weight  # rows: q (8), k (8), v (8); columns: attn_in channels

@@ -23,6 +23,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "sparsecircuits.tasks.cli",
     "sparsecircuits.interop.cli",
     "sparsecircuits.report.cli",
+    "sparsecircuits.validate.cli",
 )
 
 

@@ -127,7 +127,8 @@ def control_activation_agreement(
     keep = keep_masks_of(model, circuit_or_keep)
     hooks = [h for h, m in keep.items() if bool(m.any())]
     if not hooks:
-        raise InputError("the circuit has no nodes; activation agreement needs at least one")
+        empty = {"n_nodes": 0, "n_samples": 0, "mean": None, "median": None, "min": None}
+        return {**empty, "fraction_below": None, "node_min": AGREEMENT_NODE_MIN, "per_node": []}
     stats = full_norm_stats(model, task_batch) if freeze_norms else None
     _, full = model.run_with_cache(task_batch.tokens, names_filter=hooks)
     with intervened(model, keep, values, stats):
@@ -282,17 +283,18 @@ def control_seed_variance(
     sets = [_node_set(model, c) for c in circuits]
     matrix = [[jaccard(a, b) for b in sets] for a in sets]
     off = [matrix[i][j] for i in range(n_seeds) for j in range(n_seeds) if i != j]
+    losses = [c.losses.get("circuit") for c in circuits]  # None for a hand-made circuit
     return {
         "seeds": seeds,
         "n_nodes": [len(s) for s in sets],
         "n_edges": [c.n_edges for c in circuits],
-        "losses": [c.losses["circuit"] for c in circuits],
+        "losses": losses,
         "reached_target": [bool(c.target_met) for c in circuits],
         "jaccard": matrix,
         "mean_jaccard": statistics.fmean(off),
         "min_jaccard": min(off),
         "size": _stats([len(s) for s in sets]),
-        "loss": _stats([c.losses["circuit"] for c in circuits]),
+        "loss": _stats([x for x in losses if x is not None]),
     }
 
 

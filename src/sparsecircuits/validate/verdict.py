@@ -135,7 +135,9 @@ def verdict(
                 f"pruning with other seeds finds different nodes (mean Jaccard {s['mean_jaccard']:.2f})",
             )
         )
-    if "activation_agreement" in controls:
+    if "activation_agreement" in controls and controls["activation_agreement"]["mean"] is None:
+        notes.append("activation agreement not assessed: the circuit has no nodes")
+    elif "activation_agreement" in controls:
         a = controls["activation_agreement"]
         checks.append(
             _check(
@@ -309,7 +311,11 @@ def validate(
     check_fits(model, pairs, task.name)
     batch = make_batch(pairs)
     model.eval()
-    values = ablation_values(model, circuit.ablation, data=data, task_batch=batch, cache_dir=cache_dir)
+    # task means come from the pruning's own train pairs, as in `prune`
+    mean_batch = batch
+    if circuit.ablation == "task_mean":
+        mean_batch = make_batch(task.generate(tokenizer, config.n_train_pairs, seed=config.seed, split="train"))
+    values = ablation_values(model, circuit.ablation, data=data, task_batch=mean_batch, cache_dir=cache_dir)
     with torch.no_grad():
         metrics = compute_metrics(model, circuit, batch, values, freeze_norms=config.freeze_norms)
     ctx = ControlContext(
