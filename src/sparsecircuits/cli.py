@@ -22,6 +22,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "sparsecircuits.train_cli",
     "sparsecircuits.tasks.cli",
     "sparsecircuits.interop.cli",
+    "sparsecircuits.prune.cli",
     "sparsecircuits.report.cli",
     "sparsecircuits.validate.cli",
 )
