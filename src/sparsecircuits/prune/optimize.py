@@ -137,6 +137,24 @@ def select_pairs(batch: TaskBatch, idx: torch.Tensor) -> TaskBatch:
     return TaskBatch(batch.tokens[rows, :width], last, batch.correct[rows], batch.wrong[rows])
 
 
+def length_chunks(batch: TaskBatch, idx: torch.Tensor) -> list[torch.Tensor]:
+    """Split pairs `idx` into one or two groups by prompt length, whichever pads less.
+
+    Two groups (shortest half, longest half) are used when they save at least a quarter of
+    the padded positions; the gradient summed over the groups equals the whole batch's.
+    """
+    n = len(batch) // 2
+    length = torch.maximum(batch.last_pos[idx], batch.last_pos[idx + n]) + 1
+    order = torch.sort(length, stable=True).indices
+    whole = len(idx) * int(length.max())
+    half = len(idx) // 2
+    if half == 0:
+        return [idx]
+    short, long = order[:half], order[half:]
+    split = half * int(length[short].max()) + (len(idx) - half) * int(length[long].max())
+    return [idx[short], idx[long]] if split <= 0.75 * whole else [idx]
+
+
 @contextmanager
 def frozen_weights(model: SparseTransformer) -> Iterator[SparseTransformer]:
     """Turn off gradients of the model's own parameters (restored afterwards)."""
@@ -195,17 +213,20 @@ def optimize_masks(
     with frozen_weights(model):
         for step in bar:
             idx = torch.randint(n_pairs, (min(config.batch_pairs, n_pairs),), generator=gen)
-            batch = select_pairs(train, idx)
-            with (
-                full_model_norms(model, batch, config.freeze_norms),
-                masks.applied(model, values) as gates,
-            ):
-                logits = last_logits(model, batch.tokens, batch.last_pos)
-            loss_task = task_loss(logits, batch)
-            kept = torch.stack([g.sum() for g in gates]).sum()
-            loss = loss_task + config.k_coef * kept
             opt.zero_grad(set_to_none=True)
-            loss.backward()
+            loss_task = torch.zeros(())
+            for part in length_chunks(train, idx):
+                batch = select_pairs(train, part)
+                with (
+                    full_model_norms(model, batch, config.freeze_norms),
+                    masks.applied(model, values),
+                ):
+                    logits = last_logits(model, batch.tokens, batch.last_pos)
+                part_loss = task_loss(logits, batch) * (len(part) / len(idx))
+                part_loss.backward()
+                loss_task = loss_task + part_loss.detach()
+            kept = torch.stack([g.sum() for g in masks.gates()]).sum()
+            (config.k_coef * kept).backward()
             opt.step()
             masks.clamp_()
             if step % log_every == 0 or step == config.steps - 1:
