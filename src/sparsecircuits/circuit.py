@@ -211,8 +211,8 @@ def residual_links(model: SparseTransformer, nodes: Nodes) -> list[Edge]:
     # Readers in forward order: (position in the forward pass, hook, norm gain).
     readers = []
     for layer, block in enumerate(model.blocks):
-        readers.append((2 * layer, _hook("attn_in", layer), block.ln_1.weight))
-        readers.append((2 * layer + 1, _hook("mlp_in", layer), block.ln_2.weight))
+        readers.append((2 * layer, _hook("attn_in", layer), block.ln_1.weight.detach()))
+        readers.append((2 * layer + 1, _hook("mlp_in", layer), block.ln_2.weight.detach()))
     links: list[Edge] = []
     for layer in range(n_layer):
         for offset, alias in ((0, "attn_out"), (1, "mlp_out")):
