@@ -65,7 +65,8 @@ def calibrate(logits: torch.Tensor, batch: TaskBatch, steps: int = 16) -> Calibr
         after = float(F.softplus(-(params[0] * margin + params[1] * side)).mean())
     if not after <= before:  # LBFGS diverged or produced NaN: keep the identity
         return Calibration(1.0, 0.0, before, before)
-    return Calibration(float(params[0]), float(params[1]), before, after)
+    scale, shift = params.detach().tolist()
+    return Calibration(scale, shift, before, after)
 
 
 def apply_calibration(logits: torch.Tensor, batch: TaskBatch, calibration: Calibration) -> torch.Tensor:
