@@ -1,0 +1,147 @@
+"""Benchmark weight-sparse against dense training on the small preset's shape, in one run.
+
+Both arms run the library's own training loop (`sparsecircuits.train.train`) on the same
+corpus, model shape and batch; the sparse arm is at its target density from the first step
+(no anneal window), so every step pays the full projection. Arms alternate (sparse, dense,
+sparse, ...) so that load from other jobs on a shared machine hits both alike; the step
+time of each arm is the median over logged windows after the first (warm-up) window. The
+projection alone is also timed on the trained sparse model. One torch thread by default:
+on a 2-core machine shared with other jobs, two-thread windows of the same arm varied from
+1.3 to 4.9 s/step, which hides any comparison; pass --threads 0 on a quiet machine. Writes
+benchmarks/results/train.json and the train section of benchmarks/RESULTS.md.
+Target: a sparse step at most 1.15x a dense step.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+from common import machine, machine_line, write_results
+
+from sparsecircuits.checkpoint import load_checkpoint
+from sparsecircuits.data.corpus import build_corpus
+from sparsecircuits.sparsity import WeightSparsifier
+from sparsecircuits.train import train
+from sparsecircuits.train_config import load_run_config
+
+TARGET_RATIO = 1.15
+
+
+def _arm(preset: str, data: Path, out: Path, steps: int, log_every: int) -> list[float]:
+    """Step times (s) of the logged windows after the first, for one short run."""
+    overrides = [
+        f"train.steps={steps}", f"train.log_every={log_every}", "train.eval_every=0",
+        "train.checkpoint_every=0", "train.anneal_start_frac=0.0", "train.anneal_end_frac=0.0",
+        "train.eval_batches=1",
+    ]
+    train(preset, data, out, overrides=overrides, progress=False)
+    rows = [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines()]
+    return [r["step_time"] for r in rows[1:]]
+
+
+def _projection_ms(run: Path, preset: str, repeats: int = 5) -> float:
+    """Median time of one projection of every weight of a trained sparse model."""
+    cfg = load_run_config(preset).train
+    model = load_checkpoint(run).model
+    sp = WeightSparsifier(model, cfg.target_density, cfg.embedding_density_factor, cfg.min_per_channel)
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        sp.project_(cfg.target_density)
+        times.append(time.perf_counter() - t0)
+    return 1e3 * statistics.median(times)
+
+
+def main() -> int:
+    """Run alternating sparse and dense arms, write the results."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rounds", type=int, default=3, help="sparse/dense pairs to run")
+    parser.add_argument("--steps", type=int, default=30, help="steps per arm run")
+    parser.add_argument("--log-every", type=int, default=5)
+    parser.add_argument(
+        "--threads", type=int, default=1,
+        help="torch intra-op threads; 0 leaves torch's choice (the core count)",
+    )
+    args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    info = machine()
+    load_before = os.getloadavg()[0]
+    sparse_preset, dense_preset = "small-sparse", "small-dense"
+    run = load_run_config(sparse_preset)
+    times: dict[str, list[float]] = {"sparse": [], "dense": []}
+    with tempfile.TemporaryDirectory() as tmp:
+        data = Path(tmp) / "corpus"
+        build_corpus(["stdlib"], data, vocab_size=run.model.vocab_size, max_files=200, progress=False)
+        for i in range(args.rounds):
+            for arm, preset in (("sparse", sparse_preset), ("dense", dense_preset)):
+                out = Path(tmp) / f"{arm}-{i}"
+                times[arm] += _arm(preset, data, out, args.steps, args.log_every)
+                print(f"round {i + 1}/{args.rounds} {arm}: {statistics.median(times[arm]):.3f} s/step")
+        projection_ms = _projection_ms(Path(tmp) / "sparse-0", sparse_preset)
+    step = {arm: statistics.median(t) for arm, t in times.items()}
+    ratio = step["sparse"] / step["dense"]
+    tokens_per_step = run.train.batch_size * run.model.n_ctx
+    tps = {arm: tokens_per_step / s for arm, s in step.items()}
+    hour_steps = int(3600 / step["sparse"])
+    m = run.model
+    shape = (
+        f"d_model {m.d_model}, {m.n_layer} layers, d_mlp {m.d_mlp}, n_ctx {m.n_ctx}, vocab "
+        f"{m.vocab_size}, AbsTopK {m.afrac}, batch {run.train.batch_size}"
+    )
+    load = f"{load_before:.1f} before, {os.getloadavg()[0]:.1f} after"
+    data_out = {
+        **info,
+        "shape": shape,
+        "target_density": run.train.target_density,
+        "step_seconds": step,
+        "step_seconds_all": times,
+        "ratio_sparse_over_dense": ratio,
+        "target_ratio": TARGET_RATIO,
+        "meets_target": ratio <= TARGET_RATIO,
+        "tokens_per_second": tps,
+        "projection_ms": projection_ms,
+        "preset_steps": run.train.steps,
+        "steps_per_hour_sparse": hour_steps,
+        "load_average_1min": load,
+    }
+    verdict = "meets" if ratio <= TARGET_RATIO else "misses"
+    markdown = f"""
+## Training step: weight-sparse vs dense (`small-sparse` / `small-dense` shape)
+
+{machine_line(info)} torch threads {info["torch_threads"]}.
+
+Shape: {shape}; sparse arm at density {run.train.target_density} for matrices
+(embeddings and biases {min(1.0, run.train.embedding_density_factor * run.train.target_density)}),
+projected after every step.
+
+| measure | sparse | dense |
+|---|---|---|
+| step time (median of {len(times["sparse"])} windows of {args.log_every} steps) | {step["sparse"]:.3f} s | {step["dense"]:.3f} s |
+| tokens/s | {tps["sparse"]:,.0f} | {tps["dense"]:,.0f} |
+
+Ratio sparse / dense: **{ratio:.3f}** ({verdict} the target of at most {TARGET_RATIO}). One
+projection of every weight of the sparse model takes {projection_ms:.1f} ms. At this speed an
+hour is about {hour_steps:,} sparse steps; the `small-sparse` preset runs {run.train.steps:,}.
+The machine was shared with other jobs (1-minute load average {load}); the arms alternate so
+that load affects both. With {info["torch_threads"]} torch thread(s); on this shared machine
+two-thread windows varied from 1.3 to 4.9 s/step within one arm, so the comparison is made
+single-threaded (`python benchmarks/bench_train.py --threads 0` uses every core).
+"""
+    write_results("train", data_out, markdown)
+    print(f"sparse {step['sparse']:.3f} s/step, dense {step['dense']:.3f} s/step, ratio {ratio:.3f}")
+    print(f"results: {Path(__file__).resolve().parent / 'RESULTS.md'}")
+    return 0
+
+
+if __name__ == "__main__":
+    torch.manual_seed(0)
+    sys.exit(main())
