@@ -14,7 +14,7 @@ from safetensors.torch import load_file
 from sparsecircuits.checkpoint import load_checkpoint
 from sparsecircuits.cli import main
 from sparsecircuits.sparsity import WeightSparsifier
-from sparsecircuits.train import kept_fraction, train
+from sparsecircuits.train import kept_fraction, train, weight_decay_params
 from sparsecircuits.train_config import load_run_config
 
 STEPS = 30
@@ -131,3 +131,14 @@ def test_resume_is_bit_identical(sparse_run, tmp_path: Path, small_corpus_dir: P
         assert torch.equal(a[name], b[name]), name
     steps = [r["step"] for r in _metrics(interrupted)]
     assert steps == list(range(1, 11)) + [15, 20, 25, 30]
+
+
+def test_weight_decay_skips_biases_bigram_and_gains() -> None:
+    from sparsecircuits.model import SparseTransformer
+
+    model = SparseTransformer(load_run_config("tiny-sparse").model)
+    names = {n for n, _ in weight_decay_params(model)}
+    assert names == {
+        "embed.weight", "unembed.weight", "blocks.0.attn.c_attn.weight",
+        "blocks.0.attn.c_proj.weight", "blocks.0.mlp.c_fc.weight", "blocks.0.mlp.c_proj.weight",
+    }

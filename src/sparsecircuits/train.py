@@ -145,6 +145,14 @@ def _grad_rms_(params: Sequence[torch.nn.Parameter], normalize: bool) -> torch.T
     return rms
 
 
+def weight_decay_params(model: SparseTransformer) -> list[tuple[str, torch.nn.Parameter]]:
+    """The parameters that get decoupled weight decay: the weight matrices, embeddings and
+    unembedding. Biases and the bigram table are skipped (METHOD.md section 2), and so are
+    norm gains and sink logits, as in the reference code (it decays only 2-D weights)."""
+    kinds = model.parameter_kinds()
+    return [(n, p) for n, p in model.named_parameters() if kinds[n] in ("matrix", "embedding")]
+
+
 def _adam(params: list[torch.nn.Parameter], cfg: TrainConfig) -> torch.optim.Adam:
     """Adam without weight decay (decay is applied by hand after the projection); the fused
     kernel when this torch and device have one (several times faster on CPU)."""
@@ -227,6 +235,11 @@ def _train(
             f"number of processes ({d.world_size})"
         )
     n_ctx = run.model.n_ctx
+    if len(shards.val) < n_ctx + 2:
+        raise InputError(
+            f"--data {data_dir}: the validation split has {len(shards.val)} tokens, too few for "
+            f"one window of n_ctx={n_ctx}; rebuild the corpus with a larger --val-fraction"
+        )
     sampler = BatchSampler(shards.train, cfg.batch_size // d.world_size, n_ctx, cfg.seed, d.rank, d.world_size)
     eval_rng = np.random.default_rng([cfg.seed, 1])
     eval_batches = [
@@ -239,10 +252,11 @@ def _train(
     if resume:
         check_resume_compatible(out_dir, record)
         state = load_latest_state(out_dir)
+    if d.world_size > 1:
+        dist.barrier()  # every rank has checked the run folder before rank 0 writes to it
 
     torch.manual_seed(cfg.seed)
     model = SparseTransformer(run.model)
-    kinds = model.parameter_kinds()
     sparsifier = (
         WeightSparsifier(model, cfg.target_density, cfg.embedding_density_factor, cfg.min_per_channel)
         if cfg.sparse and cfg.target_density is not None
@@ -250,7 +264,7 @@ def _train(
     )
     model.to(device)
     params = list(model.parameters())
-    decay = [p for n, p in model.named_parameters() if kinds[n] in ("matrix", "embedding")]
+    decay = [p for _, p in weight_decay_params(model)]
     optimizer = _adam(params, cfg)
     step, tokens, elapsed_before, last_loss = 0, 0, 0.0, None
     if state is not None:
@@ -271,7 +285,6 @@ def _train(
     net: torch.nn.Module = model
     if d.world_size > 1:
         net = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
-        dist.barrier()
 
     tokens_per_step = cfg.batch_size * n_ctx
     start_step, t_start = step, time.perf_counter()
@@ -305,13 +318,13 @@ def _train(
         tokens += tokens_per_step
         bar.update(1)
         final = step == cfg.steps
-        if step % cfg.log_every == 0 or final:
+        evaluating = final or (cfg.eval_every > 0 and step % cfg.eval_every == 0)
+        if step % cfg.log_every == 0 or evaluating:
             if d.world_size > 1:
                 dist.all_reduce(window_loss)
                 window_loss /= d.world_size
             last_loss = window_loss.item() / window_steps
             now = time.perf_counter()
-            evaluating = final or (cfg.eval_every > 0 and step % cfg.eval_every == 0)
             if d.main:
                 if evaluating:
                     val_loss = _evaluate(model, eval_batches)
