@@ -154,9 +154,10 @@ def _matrix_edges(
     if len(src_idx) == 0 or len(dst_idx) == 0:
         return []
     sub = weight.detach()[dst_idx][:, src_idx]
+    rows, cols = sub.nonzero(as_tuple=True)
     return [
-        Edge(node_id(src_hook, src_idx[j]), node_id(dst_hook, dst_idx[i]), float(sub[i, j]))
-        for i, j in sub.nonzero().tolist()
+        Edge(f"{src_hook}:{s}", f"{dst_hook}:{d}", w)
+        for s, d, w in zip(src_idx[cols].tolist(), dst_idx[rows].tolist(), sub[rows, cols].tolist(), strict=True)
     ]
 
 
@@ -233,13 +234,7 @@ def embed_links(model: SparseTransformer, nodes: Nodes, tokens: Iterable[int]) -
     for layer in range(model.cfg.n_layer):
         read |= _channels(nodes, _hook("attn_in", layer), d_model)
         read |= _channels(nodes, _hook("mlp_in", layer), d_model)
-    w = model.embed.weight.detach()
-    return [
-        Edge(f"embed:{t}", node_id("hook_embed", c), float(w[t, c]))
-        for t in sorted({int(t) for t in tokens})
-        for c in sorted(read)
-        if w[t, c] != 0
-    ]
+    return _table_links(model.embed.weight, tokens, sorted(read), "embed:{t}", "hook_embed:{c}")
 
 
 def unembed_links(model: SparseTransformer, nodes: Nodes, tokens: Iterable[int]) -> list[Edge]:
@@ -249,12 +244,23 @@ def unembed_links(model: SparseTransformer, nodes: Nodes, tokens: Iterable[int])
     for layer in range(model.cfg.n_layer):
         written |= _channels(nodes, _hook("attn_out", layer), d_model)
         written |= _channels(nodes, _hook("mlp_out", layer), d_model)
-    w = model.unembed.weight.detach()
+    return _table_links(
+        model.unembed.weight, tokens, sorted(written), "ln_final.hook_normalized:{c}", "unembed:{t}"
+    )
+
+
+def _table_links(
+    table: torch.Tensor, tokens: Iterable[int], channels: list[int], src: str, dst: str
+) -> list[Edge]:
+    """Nonzero entries table[token, channel] as edges named by the `src`/`dst` templates."""
+    toks = sorted({int(t) for t in tokens})
+    if not toks or not channels:
+        return []
+    sub = table.detach()[toks][:, channels]
+    rows, cols = sub.nonzero(as_tuple=True)
     return [
-        Edge(node_id("ln_final.hook_normalized", c), f"unembed:{t}", float(w[t, c]))
-        for t in sorted({int(t) for t in tokens})
-        for c in sorted(written)
-        if w[t, c] != 0
+        Edge(src.format(t=toks[r], c=channels[c]), dst.format(t=toks[r], c=channels[c]), w)
+        for r, c, w in zip(rows.tolist(), cols.tolist(), sub[rows, cols].tolist(), strict=True)
     ]
 
 
