@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import sys
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field, fields, replace
+from dataclasses import asdict, dataclass, field, fields
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -261,7 +261,3 @@ def apply_overrides(config: RunConfig, overrides: Sequence[str]) -> RunConfig:
         data[table][name] = _parse_value(raw.strip())
     return RunConfig.from_dict(data, "overrides") if overrides else config
 
-
-def merge_train(config: RunConfig, **changes: Any) -> RunConfig:
-    """A copy of `config` with some train fields replaced (validated)."""
-    return replace(config, train=replace(config.train, **changes))
