@@ -24,7 +24,9 @@ def test_presets_load_and_pair_up() -> None:
     for size in ("tiny", "small"):
         sparse, dense = load_run_config(f"{size}-sparse"), load_run_config(f"{size}-dense")
         assert sparse.model == dense.model  # the dense baseline differs only in the projection
-        assert sparse.train.steps == dense.train.steps
+        for field in ("lr", "batch_size", "seed", "betas", "eps", "weight_decay"):
+            assert getattr(sparse.train, field) == getattr(dense.train, field), field
+        assert dense.train.steps <= sparse.train.steps  # dense models learn faster
     paper = load_run_config("paper-1x").model
     assert (paper.d_model, paper.n_layer, paper.d_head, paper.n_ctx, paper.vocab_size) == (
         256, 8, 16, 256, 2048,
