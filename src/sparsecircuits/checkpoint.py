@@ -2,12 +2,20 @@
 
 Loading executes no code (JSON and safetensors only) and checks every tensor against the
 config: a missing, unexpected, mis-shaped or corrupt tensor is an error, never a partial load.
+
+model.safetensors has one of two layouts, told apart by its metadata: the dense layout
+(one tensor per parameter, as `save_checkpoint` writes it) and the compact layout
+(`save_compact_checkpoint`, metadata `layout = sparsecircuits.compact/1`), where a tensor
+with fewer than half of its entries nonzero is stored as `NAME::indices` (flat int32, strictly
+increasing) + `NAME::values` (float32) with its shape in the metadata, and chosen tensors
+(the bigram table) may be stored as float16. `load_checkpoint` reads both.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 import shutil
 import tempfile
@@ -18,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors import SafetensorError
+from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
 
 from sparsecircuits.errors import CheckpointError, InputError
@@ -28,6 +36,13 @@ CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "model.safetensors"
 TOKENIZER_FILE = "tokenizer.json"
 TRAINING_FILE = "training.json"
+METRICS_FILE = "metrics.jsonl"
+
+COMPACT_LAYOUT = "sparsecircuits.compact/1"
+COMPACT_MAX_DENSITY = 0.5  # tensors at least this dense are stored dense
+INDICES_SUFFIX = "::indices"
+VALUES_SUFFIX = "::values"
+HALF_DTYPES = {"float32": torch.float32, "float16": torch.float16}
 
 
 @contextmanager
@@ -157,17 +172,163 @@ def check_state_dict(model: SparseTransformer, tensors: dict[str, torch.Tensor],
         raise CheckpointError(f"{source} does not match its config: " + "; ".join(problems))
 
 
+def compact_tensors(
+    tensors: dict[str, torch.Tensor],
+    half: tuple[str, ...] = (),
+    max_density: float = COMPACT_MAX_DENSITY,
+) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+    """The compact layout of `tensors`: (tensors to save, safetensors metadata).
+
+    Float tensors with density below `max_density` become flat int32 indices + float32
+    values; the tensors named in `half` are stored dense as float16; the rest unchanged.
+    """
+    out: dict[str, torch.Tensor] = {}
+    shapes: dict[str, list[int]] = {}
+    for name, t in tensors.items():
+        if INDICES_SUFFIX in name or VALUES_SUFFIX in name:
+            raise InputError(f"tensor name {name!r} contains a reserved suffix")
+        if name in half:
+            out[name] = t.to(torch.float16).contiguous()
+            continue
+        flat = t.reshape(-1)
+        nonzero = flat.nonzero().flatten()
+        if t.is_floating_point() and flat.numel() and len(nonzero) / flat.numel() < max_density:
+            out[name + INDICES_SUFFIX] = nonzero.to(torch.int32).contiguous()
+            out[name + VALUES_SUFFIX] = flat[nonzero].to(torch.float32).contiguous()
+            shapes[name] = list(t.shape)
+        else:
+            out[name] = t.contiguous()
+    metadata = {
+        "format": "pt",
+        "layout": COMPACT_LAYOUT,
+        "sparse_shapes": json.dumps(shapes),
+        "float16": json.dumps(sorted(n for n in half if n in tensors)),
+    }
+    return out, metadata
+
+
+def _json_meta(metadata: dict[str, str], key: str, source: str, kind: type) -> Any:
+    try:
+        value = json.loads(metadata.get(key, "null"))
+    except json.JSONDecodeError as exc:
+        raise CheckpointError(f"{source}: metadata {key!r} is not valid JSON ({exc})") from exc
+    if not isinstance(value, kind):
+        raise CheckpointError(f"{source}: metadata {key!r} is missing or malformed; re-pack the model")
+    return value
+
+
+def expand_tensors(
+    stored: dict[str, torch.Tensor], metadata: dict[str, str], source: str
+) -> dict[str, torch.Tensor]:
+    """Dense float32 tensors from the compact layout (see `compact_tensors`), checked strictly."""
+    shapes = _json_meta(metadata, "sparse_shapes", source, dict)
+    half = _json_meta(metadata, "float16", source, list)
+    out: dict[str, torch.Tensor] = {}
+    for name, t in stored.items():
+        if name.endswith(INDICES_SUFFIX) or name.endswith(VALUES_SUFFIX):
+            base = name.rsplit("::", 1)[0]
+            if base not in shapes:
+                raise CheckpointError(f"{source}: {name} has no recorded shape; the file is corrupt")
+            continue
+        if name in half:
+            if t.dtype != torch.float16:
+                raise CheckpointError(f"{source}: {name} should be stored as float16, found {t.dtype}")
+            t = t.to(torch.float32)
+        out[name] = t
+    for name, shape in shapes.items():
+        idx, val = stored.get(name + INDICES_SUFFIX), stored.get(name + VALUES_SUFFIX)
+        if idx is None or val is None:
+            raise CheckpointError(f"{source}: sparse tensor {name} lacks its indices or values")
+        if not (isinstance(shape, list) and all(isinstance(n, int) and n >= 0 for n in shape)):
+            raise CheckpointError(f"{source}: sparse tensor {name} has a malformed shape {shape!r}")
+        numel = math.prod(shape)
+        if idx.dtype != torch.int32 or idx.dim() != 1 or val.dim() != 1 or len(idx) != len(val):
+            raise CheckpointError(
+                f"{source}: {name} needs 1-D int32 indices and as many values "
+                f"(got {idx.dtype} {tuple(idx.shape)} and {tuple(val.shape)})"
+            )
+        if len(idx) and (int(idx[0]) < 0 or int(idx[-1]) >= numel or bool((idx[1:] <= idx[:-1]).any())):
+            raise CheckpointError(
+                f"{source}: the indices of {name} are not strictly increasing within [0, {numel}); "
+                "the file is corrupt"
+            )
+        dense = torch.zeros(numel, dtype=torch.float32)
+        dense[idx.long()] = val.to(torch.float32)
+        out[name] = dense.reshape(shape)
+    return out
+
+
+def _read_weights(weights: Path) -> dict[str, torch.Tensor]:
+    """The tensors of a model.safetensors in either layout (dense after loading)."""
+    try:
+        with safe_open(str(weights), framework="pt") as f:
+            metadata = f.metadata() or {}
+        tensors = load_file(str(weights))
+    except (SafetensorError, OSError, ValueError) as exc:
+        raise CheckpointError(f"{weights} is corrupt or truncated ({exc}); re-save or re-download it") from exc
+    layout = metadata.get("layout")
+    if layout is None:
+        return tensors
+    if layout != COMPACT_LAYOUT:
+        raise CheckpointError(
+            f"{weights} has weights layout {layout!r}, which this version cannot read "
+            f"(it reads the dense layout and {COMPACT_LAYOUT}); upgrade sparsecircuits"
+        )
+    return expand_tensors(tensors, metadata, str(weights))
+
+
+def save_compact_checkpoint(
+    model: SparseTransformer,
+    path: str | Path,
+    tokenizer: Any | None = None,
+    training: dict | None = None,
+    bigram_dtype: str = "float32",
+    extra_files: tuple[Path, ...] = (),
+) -> Path:
+    """Write a checkpoint folder in the compact layout (atomically); `extra_files` are copied in.
+
+    `bigram_dtype="float16"` halves the bigram table (lossy: the loaded model differs).
+    """
+    if bigram_dtype not in HALF_DTYPES:
+        raise InputError(f"bigram dtype {bigram_dtype!r} is unknown; choose float32 or float16")
+    half = ("bigram_table",) if bigram_dtype == "float16" else ()
+    tensors, metadata = compact_tensors(_tensors_to_save(model), half=half)
+    path = Path(path)
+    with atomic_dir(path) as tmp:
+        (tmp / CONFIG_FILE).write_text(model.cfg.to_json() + "\n", encoding="utf-8")
+        save_file(tensors, str(tmp / WEIGHTS_FILE), metadata=metadata)
+        if tokenizer is not None:
+            if isinstance(tokenizer, (str, Path)):
+                shutil.copyfile(tokenizer, tmp / TOKENIZER_FILE)
+            else:
+                tokenizer.save(str(tmp / TOKENIZER_FILE))
+        if training is not None:
+            (tmp / TRAINING_FILE).write_text(json.dumps(training, indent=2) + "\n", encoding="utf-8")
+        for extra in extra_files:
+            shutil.copyfile(extra, tmp / Path(extra).name)
+    return path
+
+
+def pack_checkpoint(src: str | Path, out: str | Path, bigram_dtype: str = "float16") -> Path:
+    """Re-save checkpoint folder `src` (a run or a checkpoint) in the compact layout at `out`,
+    with its tokenizer.json, training.json and metrics.jsonl when present."""
+    src = Path(src)
+    ckpt = load_checkpoint(src)
+    extras = tuple(p for p in (src / METRICS_FILE,) if p.is_file())
+    return save_compact_checkpoint(
+        ckpt.model, out, tokenizer=ckpt.tokenizer_path, training=ckpt.training,
+        bigram_dtype=bigram_dtype, extra_files=extras,
+    )
+
+
 def load_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> Checkpoint:
-    """Load a checkpoint folder, checking every tensor against the config."""
+    """Load a checkpoint folder (dense or compact layout), checking every tensor against the config."""
     path = Path(path)
     cfg = load_config(path)
     weights = path / WEIGHTS_FILE
     if not weights.is_file():
         raise CheckpointError(f"{weights} is missing")
-    try:
-        tensors = load_file(str(weights))
-    except (SafetensorError, OSError, ValueError) as exc:
-        raise CheckpointError(f"{weights} is corrupt or truncated ({exc}); re-save or re-download it") from exc
+    tensors = _read_weights(weights)
     model = SparseTransformer(cfg)
     check_state_dict(model, tensors, str(weights))
     if cfg.tied_embeddings:

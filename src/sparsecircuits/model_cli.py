@@ -4,8 +4,17 @@ from __future__ import annotations
 
 import argparse
 import json
+from pathlib import Path
 
-from sparsecircuits.checkpoint import load_checkpoint, model_fingerprint
+import torch
+
+from sparsecircuits.checkpoint import (
+    HALF_DTYPES,
+    WEIGHTS_FILE,
+    load_checkpoint,
+    model_fingerprint,
+    pack_checkpoint,
+)
 from sparsecircuits.model import node_table_markdown
 from sparsecircuits.sparsity import sparsity_report
 
@@ -37,8 +46,25 @@ def _nodes(args: argparse.Namespace) -> int:
     return 0
 
 
+@torch.no_grad()
+def _pack(args: argparse.Namespace) -> int:
+    source = load_checkpoint(args.run)
+    out = pack_checkpoint(args.run, args.out, bigram_dtype=args.bigram_dtype)
+    packed = load_checkpoint(out)
+    cfg = source.config
+    tokens = torch.randint(0, cfg.vocab_size, (4, cfg.n_ctx), generator=torch.Generator().manual_seed(0))
+    diff = float((source.model(tokens) - packed.model(tokens)).abs().max())
+    before = Path(args.run, WEIGHTS_FILE).stat().st_size
+    after = (out / WEIGHTS_FILE).stat().st_size
+    print(f"weights {before / 1e6:.2f} MB -> {after / 1e6:.2f} MB (bigram table {args.bigram_dtype})")
+    print(f"fingerprint {model_fingerprint(source.model)} -> {model_fingerprint(packed.model)}; "
+          f"max |logit difference| on 4 random windows: {diff:.3g}")
+    print(f"packed checkpoint: {out} ({', '.join(sorted(p.name for p in out.iterdir()))})")
+    return 0
+
+
 def register(sub: argparse._SubParsersAction) -> None:
-    """Add `model info` and `model nodes`."""
+    """Add `model info`, `model nodes` and `model pack`."""
     p = sub.add_parser("model", help="inspect a model checkpoint and the node-location table")
     msub = p.add_subparsers(dest="model_command", metavar="SUBCOMMAND")
     info = msub.add_parser("info", help="config, fingerprint and per-matrix sparsity of a checkpoint")
@@ -47,3 +73,18 @@ def register(sub: argparse._SubParsersAction) -> None:
     info.set_defaults(func=_info)
     nodes = msub.add_parser("nodes", help="print the table of the 8 node locations per layer")
     nodes.set_defaults(func=_nodes)
+    pack = msub.add_parser(
+        "pack",
+        help="re-save a checkpoint compactly (sparse tensors as indices + values)",
+        description=(
+            "Write RUN (a run or checkpoint folder) to --out in the compact weights layout: "
+            "tensors less than half nonzero as int32 indices + float32 values, the bigram "
+            "table as float16 by default (lossy; float32 is exact). config.json, "
+            "tokenizer.json, training.json and metrics.jsonl are copied."
+        ),
+    )
+    pack.add_argument("run", metavar="RUN", help="checkpoint folder (config.json + model.safetensors)")
+    pack.add_argument("--out", required=True, metavar="DIR", help="the packed checkpoint folder (replaced)")
+    pack.add_argument("--bigram-dtype", choices=sorted(HALF_DTYPES), default="float16",
+                      help="storage dtype of the bigram table (default float16)")
+    pack.set_defaults(func=_pack)
