@@ -138,3 +138,18 @@ def test_pack_cli(run, tmp_path, capsys):
     assert f"packed checkpoint: {tmp_path / 'cli'}" in out
     assert main(["model", "pack", str(tmp_path / "missing"), "--out", str(tmp_path / "x")]) == 2
     assert not (tmp_path / "x").exists()
+
+
+def test_pack_with_validation_corpus(run, tmp_path, small_corpus_dir):
+    import numpy as np
+
+    from sparsecircuits.data.shards import TokenShards
+
+    _, src = run
+    out = pack_checkpoint(src, tmp_path / "withval", val_corpus=small_corpus_dir)
+    original, copied = TokenShards.open(small_corpus_dir), TokenShards.open(out / "corpus-val")
+    assert len(copied.train) == 0
+    assert np.array_equal(np.asarray(copied.val), np.asarray(original.val))
+    assert copied.manifest_hash == original.manifest_hash
+    assert copied.info["subset"].startswith("validation split only")
+    assert main(["model", "pack", str(src), "--out", str(tmp_path / "v2"), "--val-corpus", str(tmp_path)]) == 2

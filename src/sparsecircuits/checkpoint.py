@@ -37,6 +37,7 @@ WEIGHTS_FILE = "model.safetensors"
 TOKENIZER_FILE = "tokenizer.json"
 TRAINING_FILE = "training.json"
 METRICS_FILE = "metrics.jsonl"
+VAL_CORPUS_DIR = "corpus-val"  # a packed checkpoint's copy of its corpus's validation split
 
 COMPACT_LAYOUT = "sparsecircuits.compact/1"
 COMPACT_MAX_DENSITY = 0.5  # tensors at least this dense are stored dense
@@ -284,10 +285,12 @@ def save_compact_checkpoint(
     training: dict | None = None,
     bigram_dtype: str = "float32",
     extra_files: tuple[Path, ...] = (),
+    val_corpus: str | Path | None = None,
 ) -> Path:
     """Write a checkpoint folder in the compact layout (atomically); `extra_files` are copied in.
 
     `bigram_dtype="float16"` halves the bigram table (lossy: the loaded model differs).
+    `val_corpus` (a corpus folder) is copied to `corpus-val/` with its validation split only.
     """
     if bigram_dtype not in HALF_DTYPES:
         raise InputError(f"bigram dtype {bigram_dtype!r} is unknown; choose float32 or float16")
@@ -306,18 +309,43 @@ def save_compact_checkpoint(
             (tmp / TRAINING_FILE).write_text(json.dumps(training, indent=2) + "\n", encoding="utf-8")
         for extra in extra_files:
             shutil.copyfile(extra, tmp / Path(extra).name)
+        if val_corpus is not None:
+            copy_validation_split(val_corpus, tmp / VAL_CORPUS_DIR)
     return path
 
 
-def pack_checkpoint(src: str | Path, out: str | Path, bigram_dtype: str = "float16") -> Path:
+def copy_validation_split(corpus: str | Path, dest: str | Path) -> Path:
+    """Copy a corpus folder's validation split, tokenizer and shards.json (train split emptied,
+    manifest hash kept, `subset` noted) to `dest`: enough for mean ablation and snippets."""
+    corpus, dest = Path(corpus), Path(dest)
+    try:
+        info = json.loads((corpus / "shards.json").read_text(encoding="utf-8"))
+        val_file, train_file = info["val"]["file"], info["train"]["file"]
+        tokenizer = info.get("tokenizer", TOKENIZER_FILE)
+    except (OSError, json.JSONDecodeError, KeyError, TypeError) as exc:
+        raise InputError(f"--val-corpus {corpus}: not a corpus folder with a valid shards.json ({exc})") from exc
+    dest.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(corpus / val_file, dest / val_file)
+    shutil.copyfile(corpus / tokenizer, dest / tokenizer)
+    (dest / train_file).write_bytes(b"")
+    info["train"] = {**info["train"], "tokens": 0, "documents": 0}
+    info["subset"] = f"validation split only, copied from {corpus.name}"
+    (dest / "shards.json").write_text(json.dumps(info, indent=1, sort_keys=True) + "\n", encoding="utf-8")
+    return dest
+
+
+def pack_checkpoint(
+    src: str | Path, out: str | Path, bigram_dtype: str = "float16", val_corpus: str | Path | None = None
+) -> Path:
     """Re-save checkpoint folder `src` (a run or a checkpoint) in the compact layout at `out`,
-    with its tokenizer.json, training.json and metrics.jsonl when present."""
+    with its tokenizer.json, training.json and metrics.jsonl when present, and optionally the
+    validation split of `val_corpus` (see `copy_validation_split`)."""
     src = Path(src)
     ckpt = load_checkpoint(src)
     extras = tuple(p for p in (src / METRICS_FILE,) if p.is_file())
     return save_compact_checkpoint(
         ckpt.model, out, tokenizer=ckpt.tokenizer_path, training=ckpt.training,
-        bigram_dtype=bigram_dtype, extra_files=extras,
+        bigram_dtype=bigram_dtype, extra_files=extras, val_corpus=val_corpus,
     )
 
 

@@ -49,7 +49,7 @@ def _nodes(args: argparse.Namespace) -> int:
 @torch.no_grad()
 def _pack(args: argparse.Namespace) -> int:
     source = load_checkpoint(args.run)
-    out = pack_checkpoint(args.run, args.out, bigram_dtype=args.bigram_dtype)
+    out = pack_checkpoint(args.run, args.out, bigram_dtype=args.bigram_dtype, val_corpus=args.val_corpus)
     packed = load_checkpoint(out)
     cfg = source.config
     tokens = torch.randint(0, cfg.vocab_size, (4, cfg.n_ctx), generator=torch.Generator().manual_seed(0))
@@ -80,11 +80,14 @@ def register(sub: argparse._SubParsersAction) -> None:
             "Write RUN (a run or checkpoint folder) to --out in the compact weights layout: "
             "tensors less than half nonzero as int32 indices + float32 values, the bigram "
             "table as float16 by default (lossy; float32 is exact). config.json, "
-            "tokenizer.json, training.json and metrics.jsonl are copied."
+            "tokenizer.json, training.json and metrics.jsonl are copied; with --val-corpus, "
+            "the corpus's validation split too (OUT/corpus-val, a corpus folder)."
         ),
     )
     pack.add_argument("run", metavar="RUN", help="checkpoint folder (config.json + model.safetensors)")
     pack.add_argument("--out", required=True, metavar="DIR", help="the packed checkpoint folder (replaced)")
     pack.add_argument("--bigram-dtype", choices=sorted(HALF_DTYPES), default="float16",
                       help="storage dtype of the bigram table (default float16)")
+    pack.add_argument("--val-corpus", metavar="CORPUS",
+                      help="also copy this corpus's validation split to OUT/corpus-val (for mean ablation)")
     pack.set_defaults(func=_pack)
