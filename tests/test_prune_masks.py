@@ -120,14 +120,28 @@ def test_masks_are_clamped_to_plus_minus_one() -> None:
     assert masks.tau[0][0] == 1.0 and masks.tau[0][1] == -1.0
 
 
-def test_last_logits_match_the_full_forward() -> None:
-    model = tiny_model()
+@pytest.mark.parametrize(
+    "overrides",
+    [
+        {},
+        {"positional": "learned", "norm": "layer", "residual_activation": "relu"},
+        {"positional": "concat", "d_pos_emb": 8, "n_layer": 1},
+    ],
+)
+def test_last_logits_match_the_full_forward(overrides: dict) -> None:
+    model = tiny_model(**overrides)
     tokens = torch.randint(0, 40, (5, 9))
     last = torch.tensor([8, 3, 0, 5, 7])
     batch = TaskBatch(tokens, last, torch.zeros(5, dtype=torch.long), torch.ones(5, dtype=torch.long))
     full = final_logits(model(tokens), batch)
     assert torch.allclose(last_logits(model, tokens, last), full, atol=1e-5)
     assert torch.allclose(task_loss(last_logits(model, tokens, last), batch), task_loss(model(tokens), batch))
+    masks = NodeMasks(model, all_node_hooks(model), init=0.0, noise=0.5, generator=torch.Generator().manual_seed(1))
+    values = random_values(model)
+    with masks.applied(model, values):
+        masked = last_logits(model, tokens, last)
+        assert torch.allclose(masked, final_logits(model(tokens), batch), atol=1e-5)
+    assert not torch.allclose(masked, full, atol=1e-3)
 
 
 @pytest.mark.parametrize("norm", ["rms", "layer"])

@@ -16,7 +16,7 @@ from tqdm.auto import tqdm
 
 from sparsecircuits.circuit import node_hooks
 from sparsecircuits.errors import InputError
-from sparsecircuits.model import LOCATIONS, SparseTransformer
+from sparsecircuits.model import LOCATIONS, SparseTransformer, _maybe_topk
 from sparsecircuits.prune.ablation import ABLATIONS
 from sparsecircuits.prune.masks import NodeMasks, frozen_norms, record_norm_scales
 from sparsecircuits.tasks import TaskBatch, task_loss
@@ -100,31 +100,54 @@ class PruneConfig:
         return cls(**d)
 
 
+MAX_CHUNKS = 4  # length groups per batch at most (see length_chunks)
+CHUNK_COST = 128  # fixed cost of one forward + backward pass, in padded token positions
+
+
 class _StopForward(Exception):
-    """Raised by a hook to end the forward pass once the final norm's output is known."""
+    """Raised by a hook to end the forward pass at the last block's input."""
 
 
 def last_logits(model: SparseTransformer, tokens: torch.Tensor, last_pos: torch.Tensor) -> torch.Tensor:
     """Logits [M, V] at each row's last prompt position; equals `final_logits(model(tokens))`.
 
-    Runs the model up to the final norm (with every hook attached), then unembeds only the
-    positions the task loss reads, skipping most of the unembedding and bigram work.
+    Runs the model (with every hook attached) up to the last block's input; the last block
+    runs its attention over every position (its keys and values need them) and everything
+    after, from `attn_out` on, only at each row's last position, which is all the task loss
+    reads: the last block's MLP, norms and AbsTopK, the final norm and the unembedding act
+    on M positions instead of M x T. Hook functions on the last block's `hook_attn_out`,
+    `hook_resid_mid`, `mlp.*`, `hook_mlp_out` and `hook_resid_post` see [M, 1, ...].
     """
-    captured: list[torch.Tensor] = []
+    block = model.blocks[-1]
+    captured: list[tuple] = []
 
-    def stop(module: torch.nn.Module, args: tuple, out: torch.Tensor) -> None:
-        captured.append(out)
+    def stop(module: torch.nn.Module, args: tuple) -> None:
+        captured.append(args)
         raise _StopForward
 
-    handle = model.ln_final.register_forward_hook(stop)
+    handle = block.register_forward_pre_hook(stop)
     try:
         model(tokens)
     except _StopForward:
         pass
     finally:
         handle.remove()
+    x, pos = captured[0]
+    cfg = block.cfg
     rows = torch.arange(tokens.shape[0], device=tokens.device)
-    logits = model.unembed(captured[0][rows, last_pos])
+    x = block.hook_resid_pre(x)
+    a_in = block.ln_1(x)
+    if pos is not None:
+        a_in = torch.cat([a_in, block.ln_p1(pos).expand(x.shape[0], -1, -1)], dim=-1)
+    attn = block.attn(a_in)[rows, last_pos].unsqueeze(1)
+    attn_out = block.hook_attn_out(_maybe_topk(cfg, "attn_out", attn))
+    x = block.hook_resid_mid(block._residual(x[rows, last_pos].unsqueeze(1) + attn_out))
+    m_in = block.ln_2(x)
+    if pos is not None:
+        m_in = torch.cat([m_in, block.ln_p2(pos[0, last_pos].unsqueeze(1))], dim=-1)
+    mlp_out = block.hook_mlp_out(_maybe_topk(cfg, "mlp_out", block.mlp(m_in)))
+    x = block.hook_resid_post(block._residual(x + mlp_out))
+    logits = model.unembed(model.ln_final(x)[:, 0])
     if model.final_logits_bias is not None:
         logits = logits + model.final_logits_bias
     if model.bigram_table is not None:
@@ -141,22 +164,25 @@ def select_pairs(batch: TaskBatch, idx: torch.Tensor) -> TaskBatch:
     return TaskBatch(batch.tokens[rows, :width], last, batch.correct[rows], batch.wrong[rows])
 
 
-def length_chunks(batch: TaskBatch, idx: torch.Tensor) -> list[torch.Tensor]:
-    """Split pairs `idx` into one or two groups by prompt length, whichever pads less.
+def length_chunks(batch: TaskBatch, idx: torch.Tensor, max_chunks: int = MAX_CHUNKS) -> list[torch.Tensor]:
+    """Split pairs `idx` into at most `max_chunks` groups of similar prompt length.
 
-    Two groups (shortest half, longest half) are used when they save at least a quarter of
-    the padded positions; the gradient summed over the groups equals the whole batch's.
+    Pairs are sorted by length and cut into equal-count groups; the number of groups is the
+    one with the fewest padded positions plus `CHUNK_COST` positions per group (one forward
+    pass's fixed cost). The task loss is a mean over rows, so the size-weighted sum of the
+    groups' losses, and its gradient, equal the whole batch's.
     """
     n = len(batch) // 2
     length = torch.maximum(batch.last_pos[idx], batch.last_pos[idx + n]) + 1
     order = torch.sort(length, stable=True).indices
-    whole = len(idx) * int(length.max())
-    half = len(idx) // 2
-    if half == 0:
-        return [idx]
-    short, long = order[:half], order[half:]
-    split = half * int(length[short].max()) + (len(idx) - half) * int(length[long].max())
-    return [idx[short], idx[long]] if split <= 0.75 * whole else [idx]
+    best: list[torch.Tensor] = [order]
+    best_cost = float("inf")
+    for c in range(1, min(max_chunks, len(idx)) + 1):
+        groups = torch.tensor_split(order, c)
+        cost = sum(len(g) * int(length[g].max()) for g in groups) + c * CHUNK_COST
+        if cost < best_cost:
+            best, best_cost = list(groups), cost
+    return [idx[g] for g in best]
 
 
 @contextmanager

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Mapping, Sequence
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -33,16 +34,19 @@ from sparsecircuits.model import SparseTransformer
 from sparsecircuits.prune.ablation import Data, ablation_values
 from sparsecircuits.prune.bisect import bisect_k, rank_nodes, top_k_keep
 from sparsecircuits.prune.calibrate import Calibration, calibrate
-from sparsecircuits.prune.masks import ablate
+from sparsecircuits.prune.masks import ablate, frozen_norms, record_norm_scales
 from sparsecircuits.prune.optimize import (
     PruneConfig,
     frozen_weights,
-    full_model_norms,
     last_logits,
+    length_chunks,
     optimize_masks,
+    select_pairs,
 )
 from sparsecircuits.tasks import EncodedPair, Task, TaskBatch, make_batch, task_loss
 from sparsecircuits.tasks.loss import check_fits
+
+EVAL_CHUNKS = 8  # length groups of the held-out batch at most
 
 
 @dataclass
@@ -60,7 +64,11 @@ class PruneResult:
 
 class CircuitEvaluator:
     """Task loss of the model on a fixed batch with some nodes ablated (norms frozen to the
-    full model's on this batch when asked)."""
+    full model's on this batch when asked).
+
+    The batch is evaluated in groups of pairs of similar prompt length (less padding); the
+    full model's norm scales are recorded once per group, on construction.
+    """
 
     def __init__(
         self,
@@ -70,13 +78,30 @@ class CircuitEvaluator:
         freeze_norms: bool,
     ) -> None:
         self.model, self.batch, self.values, self.freeze_norms = model, batch, values, freeze_norms
+        n = len(batch) // 2
+        self.groups = [
+            (torch.cat([part, part + n]), select_pairs(batch, part))
+            for part in length_chunks(batch, torch.arange(n), max_chunks=EVAL_CHUNKS)
+        ]
+        self.norm_stats = [
+            record_norm_scales(model, lambda sub=sub: last_logits(model, sub.tokens, sub.last_pos))
+            if freeze_norms
+            else None
+            for _, sub in self.groups
+        ]
 
     @torch.no_grad()
     def logits(self, keep: Mapping[str, torch.Tensor] | None = None) -> torch.Tensor:
         """Last-position logits [M, V] with the nodes not in `keep` ablated (None: full model)."""
-        model, batch = self.model, self.batch
-        with full_model_norms(model, batch, self.freeze_norms), ablate(model, keep or {}, self.values):
-            return last_logits(model, batch.tokens, batch.last_pos)
+        model = self.model
+        out = torch.empty(len(self.batch), model.cfg.vocab_size)
+        for (rows, sub), stats in zip(self.groups, self.norm_stats, strict=True):
+            with (
+                frozen_norms(model, stats) if stats is not None else nullcontext(),
+                ablate(model, keep or {}, self.values),
+            ):
+                out[rows] = last_logits(model, sub.tokens, sub.last_pos)
+        return out
 
     def loss(self, keep: Mapping[str, torch.Tensor] | None = None) -> float:
         """Task loss with the nodes not in `keep` ablated."""
