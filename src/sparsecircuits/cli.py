@@ -25,6 +25,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "sparsecircuits.prune.cli",
     "sparsecircuits.report.cli",
     "sparsecircuits.validate.cli",
+    "sparsecircuits.demo_cli",
 )
 
 

@@ -1,0 +1,437 @@
+"""`sparsecircuits demo`: the main job end to end, on the bundled weight-sparse model.
+
+1. Load the bundled `small-sparse` model and its dense baseline `small-dense` (package data,
+   compact weights, float16 bigram table; see bundled/README.md), or with `from_scratch`
+   build a small stdlib corpus and train tiny sparse and dense models first.
+2. Evaluate both models on every built-in task (test split), or on the tasks asked for.
+3. For every task the sparse model solves (task loss <= the target), prune a circuit in
+   the sparse and in the dense model, validate it with the core controls, and write its
+   HTML report.
+4. Write OUT/index.html (evaluation, sparse-vs-dense circuit sizes, links to the reports)
+   and OUT/summary.json, and print a summary table.
+
+Every stage is the library's own (`tasks.evaluate_tasks`, `prune.prune`, `validate.validate`,
+`report.build_report_data`); this module only chooses settings and wires them together.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import math
+import shutil
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import torch
+from tqdm.auto import tqdm
+
+from sparsecircuits import __version__
+from sparsecircuits.checkpoint import VAL_CORPUS_DIR, Checkpoint, atomic_write_text, load_checkpoint
+from sparsecircuits.errors import InputError
+from sparsecircuits.prune import PruneConfig, prune
+from sparsecircuits.report import build_report_data, index_entry, render_index, write_report
+from sparsecircuits.sparsity import sparsity_report
+from sparsecircuits.tasks import DEFAULT_TARGET_LOSS, Task, evaluate_tasks, get_task, list_tasks
+from sparsecircuits.validate import validate
+
+SPARSE_MODEL, DENSE_MODEL = "small-sparse", "small-dense"
+KINDS = ("sparse", "dense")
+SUMMARY_FILE = "summary.json"
+INDEX_FILE = "index.html"
+DEMO_FORMAT = "sparsecircuits.demo/1"
+# --from-scratch: corpus files, tiny presets, context long enough for every task's prompts
+SCRATCH_FILES = 200
+SCRATCH_PRESETS = {"sparse": "tiny-sparse", "dense": "tiny-dense"}
+SCRATCH_OVERRIDES = ("model.n_ctx=128",)
+SCRATCH_PRUNED = 2  # tasks pruned anyway when a scratch model solves none
+
+
+@dataclass
+class DemoConfig:
+    """The demo's settings (CLI flags map onto these fields)."""
+
+    out: Path = Path("demo-out")
+    tasks: tuple[str, ...] | None = None  # evaluate and prune only these (default: all, prune the solved)
+    max_tasks: int | None = None  # at most this many tasks pruned (best loss first)
+    steps: int = 200  # mask-optimization steps per circuit
+    control_steps: int = 100  # pruning steps of the controls that prune again
+    pairs: int = 64  # held-out pairs for bisection, validation and report examples
+    train_pairs: int = 512  # train pairs the masks are optimized on
+    eval_pairs: int = 200  # test pairs per task for the model evaluation
+    controls: str = "core"
+    dense: bool = True
+    from_scratch: bool = False
+    target_loss: float = DEFAULT_TARGET_LOSS
+    seed: int = 0
+    progress: bool = True
+
+    def __post_init__(self) -> None:
+        self.out = Path(self.out)
+        for name in ("steps", "control_steps", "pairs", "train_pairs", "eval_pairs"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or value < 1:
+                raise InputError(f"--{name.replace('_', '-')} {value!r}: give a positive integer")
+        if self.max_tasks is not None and self.max_tasks < 1:
+            raise InputError(f"--max-tasks {self.max_tasks}: give a positive number of tasks")
+        if self.tasks is not None:
+            known = set(list_tasks())
+            unknown = [t for t in self.tasks if t not in known]
+            if unknown or not self.tasks:
+                raise InputError(
+                    f"--tasks: unknown task(s) {', '.join(unknown) or '(none given)'}; "
+                    f"choose from {', '.join(sorted(known))}"
+                )
+
+
+@dataclass
+class DemoModel:
+    """A model the demo runs on: its checkpoint and the corpus folder for mean ablation."""
+
+    kind: str  # sparse | dense
+    name: str
+    ckpt: Checkpoint
+    data: Path
+
+    @property
+    def path(self) -> Path:
+        """The checkpoint folder."""
+        return self.ckpt.path
+
+
+@dataclass
+class DemoResult:
+    """What the demo wrote: the output folder, the summary dict and the seconds it took."""
+
+    out: Path
+    summary: dict[str, Any]
+    seconds: float
+    notes: list[str] = field(default_factory=list)
+
+
+def bundled_dir() -> Path:
+    """The folder of the bundled models (package data)."""
+    return Path(str(resources.files("sparsecircuits") / "bundled"))
+
+
+def bundled_available() -> bool:
+    """Whether both bundled checkpoints are installed."""
+    return all((bundled_dir() / name / "model.safetensors").is_file() for name in (SPARSE_MODEL, DENSE_MODEL))
+
+
+def _load(kind: str, path: Path, data: Path) -> DemoModel:
+    ckpt = load_checkpoint(path)
+    if ckpt.tokenizer is None:
+        raise InputError(f"model {path} has no tokenizer.json; the tasks need it")
+    return DemoModel(kind, path.name, ckpt, data)
+
+
+def bundled_models(dense: bool = True) -> list[DemoModel]:
+    """The bundled sparse model (and its dense baseline), each with its validation corpus."""
+    if not bundled_available():
+        raise InputError(
+            f"the bundled models are not installed ({bundled_dir()} lacks them); reinstall "
+            "sparsecircuits from a full checkout, or run `sparsecircuits demo --from-scratch`"
+        )
+    names = [("sparse", SPARSE_MODEL)] + ([("dense", DENSE_MODEL)] if dense else [])
+    return [_load(kind, bundled_dir() / name, bundled_dir() / name / VAL_CORPUS_DIR) for kind, name in names]
+
+
+def scratch_models(root: Path, dense: bool = True, progress: bool = True) -> list[DemoModel]:
+    """Build a small stdlib corpus and train tiny sparse (and dense) models under `root`."""
+    from sparsecircuits.data.corpus import build_corpus
+    from sparsecircuits.train import train
+
+    corpus = root / "corpus"
+    if not (corpus / "shards.json").is_file():
+        build_corpus(["stdlib"], corpus, max_files=SCRATCH_FILES, overwrite=True, progress=progress)
+    models = []
+    for kind in KINDS[: 2 if dense else 1]:
+        run = root / SCRATCH_PRESETS[kind]
+        train(SCRATCH_PRESETS[kind], corpus, run, overrides=SCRATCH_OVERRIDES, progress=progress)
+        models.append(_load(kind, run, corpus))
+    return models
+
+
+def evaluate(model: DemoModel, tasks: Sequence[Task], cfg: DemoConfig) -> dict[str, dict[str, Any]]:
+    """Test-split loss, accuracy and solved flag per task; an `error` for a task that cannot run."""
+    results: dict[str, dict[str, Any]] = {}
+    bar = tqdm(tasks, desc=f"evaluating {model.kind} model", unit="task", disable=not cfg.progress)
+    for task in bar:
+        try:
+            (r,) = evaluate_tasks(model.ckpt.model, model.ckpt.tokenizer, [task], n=cfg.eval_pairs,
+                                  seed=cfg.seed, target_loss=cfg.target_loss, progress=False)
+        except InputError as exc:
+            results[task.name] = {"loss": None, "accuracy": None, "solved": False, "error": str(exc)}
+            continue
+        results[task.name] = {"loss": r.loss, "accuracy": r.accuracy, "solved": r.solved}
+    return results
+
+
+def choose_tasks(evaluation: dict[str, dict[str, Any]], cfg: DemoConfig) -> tuple[list[str], list[str]]:
+    """The tasks to prune (and notes): the given ones, else the solved ones, best first;
+    a scratch model that solves none gets its best `SCRATCH_PRUNED` tasks anyway."""
+    notes = []
+    ranked = sorted((t for t, r in evaluation.items() if r["loss"] is not None), key=lambda t: evaluation[t]["loss"])
+    if cfg.tasks is not None:
+        chosen = list(cfg.tasks)
+        unsolved = [t for t in chosen if not evaluation.get(t, {}).get("solved")]
+        if unsolved:
+            notes.append(f"pruned as asked although the sparse model does not solve: {', '.join(unsolved)}")
+    else:
+        chosen = [t for t in ranked if evaluation[t]["solved"]]
+        if not chosen and cfg.from_scratch:
+            chosen = ranked[:SCRATCH_PRUNED]
+            notes.append(
+                f"the tiny scratch model solves no task; pruned its best {len(chosen)} anyway to "
+                "exercise the pipeline (their circuits cannot reach the target loss)"
+            )
+        elif not chosen:
+            notes.append(
+                f"the sparse model solves no task (no test loss <= {cfg.target_loss}); nothing was pruned"
+            )
+    if cfg.max_tasks is not None and len(chosen) > cfg.max_tasks:
+        notes.append(f"pruned {cfg.max_tasks} of {len(chosen)} tasks (--max-tasks)")
+        chosen = chosen[: cfg.max_tasks]
+    return chosen, notes
+
+
+def circuit_for(model: DemoModel, task: Task, folder: Path, reports: Path, cfg: DemoConfig) -> dict[str, Any]:
+    """Prune, validate and report one circuit; returns its row for the summary."""
+    config = PruneConfig(steps=cfg.steps, target_loss=cfg.target_loss, seed=cfg.seed,
+                         n_train_pairs=cfg.train_pairs, n_eval_pairs=cfg.pairs,
+                         batch_pairs=min(64, cfg.train_pairs))
+    ckpt, seconds = model.ckpt, {}
+    t0 = time.perf_counter()
+    result = prune(ckpt.model, task, ckpt.tokenizer, config, data=model.data, progress=cfg.progress,
+                   model_path=model.path)
+    result.circuit.save(folder)
+    seconds["prune"] = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    report = validate(folder, ckpt.model, ckpt.tokenizer, cfg.controls, task=task, data=model.data,
+                      n_pairs=cfg.pairs, steps=cfg.control_steps, seed=cfg.seed, progress=cfg.progress)
+    seconds["validate"] = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    data = build_report_data(folder, ckpt.model, ckpt.tokenizer, model.data, training=ckpt.training,
+                             n_pairs=min(32, cfg.pairs), title=f"{task.name}: {model.kind} model ({model.name})")
+    page = write_report(data, reports / f"{task.name}-{model.kind}.html")
+    seconds["report"] = time.perf_counter() - t0
+    circuit = result.circuit
+    return {
+        "task": task.name,
+        "kind": model.kind,
+        "model": model.name,
+        "circuit": str(folder),
+        "report": str(page),
+        "n_nodes": circuit.n_nodes,
+        "n_edges": circuit.n_edges,
+        "target_met": circuit.target_met,
+        "losses": dict(circuit.losses),
+        "verdict": report.verdict["status"],
+        "reasons": list(report.verdict["reasons"]),
+        "seconds": seconds,
+        "index_entry": index_entry(data, f"reports/{page.name}", f"{task.name} ({model.kind})"),
+    }
+
+
+def geometric_mean(values: Sequence[float]) -> float | None:
+    """The geometric mean of positive values (None for an empty list)."""
+    return math.exp(sum(math.log(v) for v in values) / len(values)) if values else None
+
+
+def compare(circuits: Sequence[dict[str, Any]], tasks: Sequence[str]) -> dict[str, Any]:
+    """Per task, sparse and dense circuit sizes and the dense/sparse edge ratio; the geometric
+    mean of edge counts over the tasks where both circuits reach the target loss."""
+    by = {(c["task"], c["kind"]): c for c in circuits}
+    rows, both = [], []
+    for task in tasks:
+        s, d = by.get((task, "sparse")), by.get((task, "dense"))
+        row: dict[str, Any] = {"task": task}
+        for kind, c in (("sparse", s), ("dense", d)):
+            row[f"{kind}_nodes"] = c["n_nodes"] if c else None
+            row[f"{kind}_edges"] = c["n_edges"] if c else None
+            row[f"{kind}_target_met"] = c["target_met"] if c else None
+        row["edge_ratio"] = d["n_edges"] / s["n_edges"] if s and d and s["n_edges"] else None
+        if s and d and s["target_met"] and d["target_met"] and s["n_edges"] and d["n_edges"]:
+            both.append((s["n_edges"], d["n_edges"]))
+        rows.append(row)
+    gs, gd = geometric_mean([b[0] for b in both]), geometric_mean([b[1] for b in both])
+    return {
+        "rows": rows,
+        "n_tasks_compared": len(both),
+        "geomean_edges_sparse": gs,
+        "geomean_edges_dense": gd,
+        "geomean_ratio": gd / gs if gs and gd else None,
+    }
+
+
+def _prepare_out(out: Path) -> None:
+    """Create OUT, or clear the results of an earlier demo there; refuse any other folder."""
+    if out.exists() and any(out.iterdir()):
+        if not (out / SUMMARY_FILE).is_file():
+            raise InputError(f"--out {out} exists and is not a demo folder; choose a new or empty folder")
+        for sub in ("circuits", "reports"):
+            shutil.rmtree(out / sub, ignore_errors=True)
+    out.mkdir(parents=True, exist_ok=True)
+
+
+def run_demo(cfg: DemoConfig, log: Callable[[str], Any] = print) -> DemoResult:
+    """Run the demo (see the module docstring); writes under `cfg.out` and returns the summary."""
+    start = time.perf_counter()
+    out = cfg.out
+    _prepare_out(out)
+    timings: dict[str, float] = {}
+    t0 = time.perf_counter()
+    if cfg.from_scratch:
+        models = scratch_models(out / "scratch", dense=cfg.dense, progress=cfg.progress)
+    else:
+        models = bundled_models(dense=cfg.dense)
+    timings["models"] = time.perf_counter() - t0
+    tasks = [get_task(name) for name in (cfg.tasks or list_tasks())]
+    t0 = time.perf_counter()
+    evaluation = {m.kind: evaluate(m, tasks, cfg) for m in models}
+    timings["evaluate"] = time.perf_counter() - t0
+    chosen, notes = choose_tasks(evaluation["sparse"], cfg)
+    for note in notes:
+        log(f"note: {note}")
+    t0 = time.perf_counter()
+    circuits = []
+    jobs = [(name, m) for name in chosen for m in models]
+    for name, m in tqdm(jobs, desc="circuits", unit="circuit", disable=not cfg.progress or not jobs):
+        circuits.append(circuit_for(m, get_task(name), out / "circuits" / name / m.kind, out / "reports", cfg))
+    timings["circuits"] = time.perf_counter() - t0
+    comparison = compare(circuits, chosen) if cfg.dense else None
+    summary = {
+        "format": DEMO_FORMAT,
+        "version": __version__,
+        "settings": {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(cfg).items()},
+        "models": {m.kind: _model_card(m) for m in models},
+        "evaluation": evaluation,
+        "pruned_tasks": chosen,
+        "notes": notes,
+        "circuits": [{k: v for k, v in c.items() if k != "index_entry"} for c in circuits],
+        "comparison": comparison,
+        "seconds": {**timings, "total": time.perf_counter() - start},
+        "torch_threads": torch.get_num_threads(),
+    }
+    index = write_index(out, summary, [c["index_entry"] for c in circuits])
+    summary["seconds"]["total"] = time.perf_counter() - start
+    atomic_write_text(out / SUMMARY_FILE, json.dumps(summary, indent=1) + "\n")
+    log(format_summary(summary))
+    log(f"\nindex: {index}\nreports: {out / 'reports'}\ncircuits: {out / 'circuits'}\n"
+        f"summary: {out / SUMMARY_FILE}")
+    return DemoResult(out, summary, summary["seconds"]["total"], notes)
+
+
+def _model_card(m: DemoModel) -> dict[str, Any]:
+    training = m.ckpt.training or {}
+    return {
+        "name": m.name,
+        "path": str(m.path),
+        "data": str(m.data),
+        "val_loss": training.get("final_val_loss"),
+        "steps": training.get("steps"),
+        "nonzeros": sparsity_report(m.ckpt.model).to_dict()["totals"],
+    }
+
+
+def _fmt(x: Any, digits: int = 3) -> str:
+    if x is None:
+        return "-"
+    if isinstance(x, bool):
+        return "yes" if x else "no"
+    if isinstance(x, float):
+        return f"{x:.{digits}f}"
+    return str(x)
+
+
+def _table(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
+    """Escaped static HTML table."""
+    head = "".join(f"<th>{html.escape(h)}</th>" for h in header)
+    body = "".join(
+        "<tr>" + "".join(f'<td class="{"num" if isinstance(v, (int, float)) and not isinstance(v, bool) else ""}">'
+                         f"{html.escape(_fmt(v))}</td>" for v in row) + "</tr>"
+        for row in rows
+    )
+    return f"<table><tr>{head}</tr>{body}</table>"
+
+
+def _evaluation_rows(summary: dict[str, Any]) -> tuple[list[str], list[list[Any]]]:
+    kinds = list(summary["evaluation"])
+    header = ["task"] + [f"{k} loss" for k in kinds] + [f"{k} solved" for k in kinds] + ["pruned"]
+    rows = []
+    for task in summary["evaluation"][kinds[0]]:
+        ev = [summary["evaluation"][k][task] for k in kinds]
+        rows.append([task] + [e["loss"] for e in ev] + [e["solved"] for e in ev] + [task in summary["pruned_tasks"]])
+    return header, rows
+
+
+COMPARISON_HEADER = ["task", "sparse nodes", "sparse edges", "dense nodes", "dense edges", "dense/sparse edges",
+                     "sparse at target", "dense at target"]
+
+
+def _comparison_rows(comparison: dict[str, Any]) -> list[list[Any]]:
+    return [[r["task"], r["sparse_nodes"], r["sparse_edges"], r["dense_nodes"], r["dense_edges"], r["edge_ratio"],
+             r["sparse_target_met"], r["dense_target_met"]] for r in comparison["rows"]]
+
+
+def _geomean_line(comparison: dict[str, Any]) -> str:
+    if not comparison["n_tasks_compared"]:
+        return "geometric mean of edges: no task where both circuits reach the target loss"
+    return (f"geometric mean of edges over {comparison['n_tasks_compared']} task(s) where both circuits reach "
+            f"the target: sparse {comparison['geomean_edges_sparse']:.1f}, dense "
+            f"{comparison['geomean_edges_dense']:.1f} (dense/sparse {comparison['geomean_ratio']:.2f}x)")
+
+
+def write_index(out: Path, summary: dict[str, Any], entries: list[dict[str, Any]]) -> Path:
+    """OUT/index.html: the viewer's circuit index, preceded by static sections (readable
+    without scripts) with the notes, the sparse-vs-dense comparison and the evaluation."""
+    parts = ['<section id="demo-summary"><h2>Demo summary</h2>']
+    cards = summary["models"]
+    parts.append(_table(["model", "kind", "val loss", "nonzero weights (matrices)", "nonzero (all)"], [
+        [c["name"], kind, c["val_loss"], c["nonzeros"]["matrix"]["nonzero"] if "matrix" in c["nonzeros"] else None,
+         c["nonzeros"]["all"]["nonzero"]] for kind, c in cards.items()]))
+    parts += [f'<p class="muted">{html.escape(n)}</p>' for n in summary["notes"]]
+    parts.append("</section>")
+    comparison = summary["comparison"]
+    if comparison is not None and comparison["rows"]:
+        parts.append('<section id="demo-comparison"><h2>Sparse vs dense circuit sizes</h2>')
+        parts.append(_table(COMPARISON_HEADER, _comparison_rows(comparison)))
+        parts.append(f"<p>{html.escape(_geomean_line(comparison))}</p></section>")
+    header, rows = _evaluation_rows(summary)
+    parts.append(f'<section id="demo-evaluation"><h2>Task evaluation (test split, target loss '
+                 f'{summary["settings"]["target_loss"]})</h2>{_table(header, rows)}</section>')
+    page = render_index(entries, title="sparsecircuits demo")
+    marker = '<main id="app">'
+    if marker not in page:
+        raise RuntimeError("the report template has no <main id=\"app\">; cannot place the demo sections")
+    page = page.replace(marker, "\n".join(parts) + "\n" + marker, 1)
+    atomic_write_text(out / INDEX_FILE, page)
+    return out / INDEX_FILE
+
+
+def format_summary(summary: dict[str, Any]) -> str:
+    """The plain-text summary table the command prints."""
+    ev = summary["evaluation"]
+    solved = [t for t, r in ev["sparse"].items() if r["solved"]]
+    lines = [f"sparse model solves {len(solved)} of {len(ev['sparse'])} tasks: {', '.join(solved) or 'none'}"]
+    lines += [f"note: {n}" for n in summary["notes"]]
+    if summary["circuits"]:
+        lines.append("")
+        lines.append(f"{'task':<28} {'model':<6} {'loss full':>9} {'circuit':>8} {'nodes':>6} {'edges':>7} "
+                     f"{'target':>6}  verdict")
+        for c in summary["circuits"]:
+            loss = c["losses"]
+            lines.append(f"{c['task']:<28} {c['kind']:<6} {_fmt(loss.get('full')):>9} "
+                         f"{_fmt(loss.get('circuit')):>8} {c['n_nodes']:>6} {c['n_edges']:>7} "
+                         f"{_fmt(c['target_met']):>6}  {c['verdict']}")
+    comparison = summary["comparison"]
+    if comparison is not None and comparison["rows"]:
+        lines += ["", _geomean_line(comparison)]
+    lines.append(f"\ndemo took {summary['seconds']['total']:.0f} s "
+                 f"(evaluation {summary['seconds']['evaluate']:.0f} s, circuits {summary['seconds']['circuits']:.0f} s)")
+    return "\n".join(lines)
