@@ -1,0 +1,170 @@
+"""`sparsecircuits demo` in reduced modes: every output exists and parses, the summary lists
+the pruned tasks, sizes are compared, bad input exits 2."""
+
+from __future__ import annotations
+
+import json
+import math
+from html.parser import HTMLParser
+from pathlib import Path
+
+import pytest
+
+import sparsecircuits.demo as demo
+from sparsecircuits.checkpoint import pack_checkpoint
+from sparsecircuits.cli import main
+
+TASK = "single_double_quote"
+
+
+class _Page(HTMLParser):
+    """Collects the embedded data script, tables and section ids of a report page."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.data_text: str | None = None
+        self.sections: list[str] = []
+        self.tables = 0
+        self._in_data = False
+
+    def handle_starttag(self, tag, attrs):
+        a = dict(attrs)
+        if tag == "script" and a.get("id") == "data":
+            self._in_data, self.data_text = True, ""
+        if tag == "section" and a.get("id"):
+            self.sections.append(a["id"])
+        self.tables += tag == "table"
+
+    def handle_endtag(self, tag):
+        if tag == "script":
+            self._in_data = False
+
+    def handle_data(self, data):
+        if self._in_data:
+            self.data_text += data
+
+
+def parse_page(path: Path) -> tuple[_Page, dict]:
+    page = _Page()
+    page.feed(path.read_text(encoding="utf-8"))
+    page.close()
+    assert page.data_text, f"{path} has no embedded data script"
+    return page, json.loads(page.data_text)
+
+
+@pytest.fixture(scope="module")
+def fake_bundle(tmp_path_factory, small_corpus_dir):
+    """A bundle folder like the package's, with tiny sparse and dense models packed into it."""
+    from sparsecircuits.train import train
+
+    root = tmp_path_factory.mktemp("bundle")
+    for kind, preset in (("small-sparse", "tiny-sparse"), ("small-dense", "tiny-dense")):
+        run = train(preset, small_corpus_dir, root / f"run-{kind}", overrides=["model.n_ctx=128"], progress=False)
+        pack_checkpoint(run.out_dir, root / "bundled" / kind, val_corpus=small_corpus_dir)
+    return root / "bundled"
+
+
+@pytest.fixture
+def use_bundle(fake_bundle, monkeypatch, tmp_path):
+    monkeypatch.setattr(demo, "bundled_dir", lambda: fake_bundle)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    return fake_bundle
+
+
+@pytest.mark.slow
+def test_reduced_demo_writes_parseable_outputs(use_bundle, tmp_path, capsys):
+    out = tmp_path / "demo"
+    args = ["demo", "--out", str(out), "--tasks", TASK, "--steps", "20", "--pairs", "16",
+            "--eval-pairs", "16", "--controls", "random_circuits", "--no-progress"]
+    assert main(args) == 0
+    printed = capsys.readouterr().out
+    assert f"{TASK:<28} sparse" in printed and f"{TASK:<28} dense" in printed
+    assert f"index: {out / 'index.html'}" in printed
+
+    page, data = parse_page(out / "index.html")
+    assert data["kind"] == "index"
+    assert [e["task"] for e in data["circuits"]] == [TASK, TASK]
+    assert {"demo-summary", "demo-comparison", "demo-evaluation"} <= set(page.sections)
+    for entry in data["circuits"]:
+        report, rdata = parse_page(out / entry["href"])
+        assert rdata["kind"] == "circuit" and rdata["task"]["name"] == TASK
+        assert rdata["validation"]["settings"]["controls"] == ["random_circuits"]
+        assert rdata["nodes"] and rdata["nodes"][0]["acts"] is not None, "per-node details computed"
+    for kind in ("sparse", "dense"):
+        folder = out / "circuits" / TASK / kind
+        circuit = json.loads((folder / "circuit.json").read_text(encoding="utf-8"))
+        validation = json.loads((folder / "validation.json").read_text(encoding="utf-8"))
+        assert circuit["task"]["name"] == TASK and circuit["pruning"]["steps"] == 20
+        assert validation["verdict"]["status"] in ("ok", "suspect", "insufficient")
+        assert Path(circuit["model"]["path"]) == use_bundle / f"small-{kind}"
+
+    summary = json.loads((out / "summary.json").read_text(encoding="utf-8"))
+    assert list(summary["evaluation"]["sparse"]) == [TASK]
+    assert summary["pruned_tasks"] == [TASK]
+    (row,) = summary["comparison"]["rows"]
+    by_kind = {c["kind"]: c for c in summary["circuits"]}
+    assert row["sparse_edges"] == by_kind["sparse"]["n_edges"]
+    assert row["dense_edges"] == by_kind["dense"]["n_edges"]
+    assert summary["models"]["sparse"]["nonzeros"]["all"]["nonzero"] > 0
+    # a second run into the same folder replaces the first
+    assert main(args + ["--no-dense"]) == 0
+    assert not (out / "circuits" / TASK / "dense").exists()
+    assert sorted(p.name for p in (out / "reports").iterdir()) == [f"{TASK}-sparse.html"]
+
+
+def test_demo_when_no_task_is_solved(use_bundle, tmp_path, capsys):
+    out = tmp_path / "none"
+    assert main(["demo", "--out", str(out), "--eval-pairs", "4", "--no-dense", "--no-progress"]) == 0
+    printed = capsys.readouterr().out
+    assert "the sparse model solves no task" in printed
+    page, data = parse_page(out / "index.html")
+    assert data["circuits"] == []
+    assert "demo-evaluation" in page.sections and "demo-comparison" not in page.sections
+    summary = json.loads((out / "summary.json").read_text(encoding="utf-8"))
+    assert len(summary["evaluation"]["sparse"]) == 20 and summary["circuits"] == []
+    assert not (out / "reports").exists()
+
+
+def test_bad_input_exits_2(use_bundle, tmp_path, capsys, monkeypatch):
+    assert main(["demo", "--out", str(tmp_path / "a"), "--tasks", "no_such_task"]) == 2
+    assert "unknown task(s) no_such_task" in capsys.readouterr().err
+    assert main(["demo", "--out", str(tmp_path / "b"), "--controls", "bogus"]) == 2
+    assert main(["demo", "--out", str(tmp_path / "c"), "--steps", "0"]) == 2
+    busy = tmp_path / "busy"
+    busy.mkdir()
+    (busy / "precious.txt").write_text("keep me", encoding="utf-8")
+    assert main(["demo", "--out", str(busy), "--tasks", TASK]) == 2
+    assert "not a demo folder" in capsys.readouterr().err
+    assert (busy / "precious.txt").read_text(encoding="utf-8") == "keep me"
+    monkeypatch.setattr(demo, "bundled_dir", lambda: tmp_path / "empty")
+    assert main(["demo", "--out", str(tmp_path / "d")]) == 2
+    assert "--from-scratch" in capsys.readouterr().err
+
+
+def test_compare_sizes_and_geometric_mean():
+    def c(task, kind, edges, met=True):
+        return {"task": task, "kind": kind, "n_nodes": edges + 1, "n_edges": edges, "target_met": met}
+
+    circuits = [c("a", "sparse", 10), c("a", "dense", 160), c("b", "sparse", 40), c("b", "dense", 160),
+                c("x", "sparse", 5), c("x", "dense", 50, met=False)]
+    result = demo.compare(circuits, ["a", "b", "x"])
+    assert [r["edge_ratio"] for r in result["rows"]] == [16.0, 4.0, 10.0]
+    assert result["n_tasks_compared"] == 2  # x: the dense circuit misses the target
+    assert result["geomean_edges_sparse"] == pytest.approx(20.0)
+    assert result["geomean_edges_dense"] == pytest.approx(160.0)
+    assert result["geomean_ratio"] == pytest.approx(8.0)
+    assert demo.geometric_mean([]) is None
+    assert demo.geometric_mean([2.0, 8.0]) == pytest.approx(4.0)
+    assert math.isclose(demo.compare([], [])["n_tasks_compared"], 0)
+
+
+def test_choose_tasks_rules():
+    ev = {"a": {"loss": 0.1, "solved": True}, "b": {"loss": 0.05, "solved": True},
+          "c": {"loss": 0.6, "solved": False}, "d": {"loss": None, "solved": False, "error": "too long"}}
+    assert demo.choose_tasks(ev, demo.DemoConfig())[0] == ["b", "a"]
+    assert demo.choose_tasks(ev, demo.DemoConfig(max_tasks=1))[0] == ["b"]
+    unsolved = {k: {**v, "solved": False} for k, v in ev.items()}
+    chosen, notes = demo.choose_tasks(unsolved, demo.DemoConfig())
+    assert chosen == [] and "solves no task" in notes[0]
+    chosen, notes = demo.choose_tasks(unsolved, demo.DemoConfig(from_scratch=True))
+    assert chosen == ["b", "a"] and "anyway" in notes[0]
