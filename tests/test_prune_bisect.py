@@ -94,3 +94,21 @@ def test_prune_config_round_trips() -> None:
     assert PruneConfig.from_dict(cfg.to_dict()) == cfg
     with pytest.raises(InputError, match="unknown"):
         PruneConfig.from_dict({"stepz": 3})
+
+
+@pytest.mark.parametrize("hint", [0, 1, 30, 59, 60, 61, 99, 100, 250])
+def test_bisection_with_a_hint_finds_the_same_k(hint: int) -> None:
+    n = 100
+    losses = [0.7 - 0.6 * min(k, 60) / 60 for k in range(n + 1)]  # meets 0.15 from k=55 on
+    calls: list[int] = []
+
+    def loss_at(k: int) -> float:
+        calls.append(k)
+        return losses[k]
+
+    k, curve = bisect_k(loss_at, n, 0.15, hint=hint)
+    assert k == 55
+    assert len(calls) == len(set(calls)) <= math.ceil(math.log2(n + 1)) + 3
+    if 55 <= hint < n:
+        assert calls[0] == hint and max(calls) == hint  # the bracket never went above the hint
+    assert [p["k"] for p in curve] == sorted(calls)

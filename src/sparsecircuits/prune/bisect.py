@@ -32,12 +32,15 @@ def top_k_keep(
 
 
 def bisect_k(
-    loss_at: Callable[[int], float], n: int, target: float
+    loss_at: Callable[[int], float], n: int, target: float, hint: int | None = None
 ) -> tuple[int | None, list[dict[str, float]]]:
     """Smallest k in [0, n] with loss_at(k) <= target, assuming the loss falls as k grows.
 
     Returns (k, curve) where curve lists every evaluated {"k", "loss"} sorted by k; k is None
-    when even all n nodes miss the target. Evaluates loss_at about log2(n) + 2 times.
+    when even all n nodes miss the target. `hint`, a k expected to meet the target (such as
+    the number of nodes the masks kept), is tried first and narrows the bracket to [0, hint]
+    when it does, or to [hint, n] when it does not. Evaluates loss_at about log2(n) + 2
+    times, or log2(hint) + 3 with a hint that meets the target.
     """
     if n < 0:
         raise InputError(f"n={n} nodes; must be >= 0")
@@ -51,11 +54,16 @@ def bisect_k(
     def curve() -> list[dict[str, float]]:
         return [{"k": k, "loss": seen[k]} for k in sorted(seen)]
 
-    if not ok(n):
+    lo, hi = 0, n  # loss(lo) > target >= loss(hi), once checked
+    if hint is not None and 0 < hint < n:
+        if ok(hint):
+            hi = hint
+        else:
+            lo = hint
+    if hi == n and not ok(n):
         return None, curve()
-    if ok(0):
+    if lo == 0 and ok(0):
         return 0, curve()
-    lo, hi = 0, n  # loss(lo) > target >= loss(hi)
     while hi - lo > 1:
         mid = (lo + hi) // 2
         if ok(mid):

@@ -222,29 +222,36 @@ def _discretize(
     ranking = rank_nodes(tau)
     widths = {h: node_width(model, h) for h in tau}
     bar = tqdm(desc="bisecting k", unit="eval", disable=not progress, leave=False)
+    logits_by_k: dict[int, torch.Tensor] = {}
+
+    def logits_at(k: int) -> torch.Tensor:
+        if k not in logits_by_k:
+            logits_by_k[k] = evaluator.logits(top_k_keep(ranking, k, widths))
+            bar.update(1)
+        return logits_by_k[k]
 
     def loss_at(k: int) -> float:
-        loss = evaluator.loss(top_k_keep(ranking, k, widths))
-        bar.update(1)
+        loss = float(task_loss(logits_at(k), batch))
         bar.set_postfix(k=k, loss=f"{loss:.3f}")
         return loss
 
-    k, curve = bisect_k(loss_at, len(ranking), config.target_loss)
-    bar.close()
+    n_kept = sum(int((t > 0).sum()) for t in tau.values())
+    k, curve = bisect_k(loss_at, len(ranking), config.target_loss, hint=n_kept)
     # When even every node misses the target, keep the nodes the masks kept.
-    k_used = sum(int((t > 0).sum()) for t in tau.values()) if k is None else k
+    k_used = n_kept if k is None else k
     pruned = top_k_keep(ranking, k_used, widths)
     # Every node location appears in the circuit; locations that were not pruned keep all.
     keep = {
         h: pruned.get(h, torch.ones(node_width(model, h), dtype=torch.bool)) for h in all_node_hooks(model)
     }
-    circuit_logits = evaluator.logits(pruned)
+    circuit_logits = logits_at(k_used)
     calibration = calibrate(circuit_logits, batch, steps=config.calibrate_steps)
     losses = {
-        "full": evaluator.loss(None),
+        "full": loss_at(len(ranking)),  # keeping every masked node runs the model unchanged
         "circuit": float(task_loss(circuit_logits, batch)),
         "circuit_calibrated": calibration.loss_after,
-        "ablate_all": evaluator.loss(top_k_keep(ranking, 0, widths)),
+        "ablate_all": loss_at(0),
         "circuit_ablated": evaluator.loss({h: ~flags for h, flags in pruned.items()}),
     }
+    bar.close()
     return keep, k, curve, calibration, losses
