@@ -105,7 +105,10 @@ def test_reduced_demo_writes_parseable_outputs(use_bundle, tmp_path, capsys):
     by_kind = {c["kind"]: c for c in summary["circuits"]}
     assert row["sparse_edges"] == by_kind["sparse"]["n_edges"]
     assert row["dense_edges"] == by_kind["dense"]["n_edges"]
-    assert summary["models"]["sparse"]["nonzeros"]["all"]["nonzero"] > 0
+    for card in summary["models"].values():
+        assert card["nonzeros"]["all"]["nonzero"] > 0
+        # the loaded (float16-bigram) model on the training run's own validation windows
+        assert card["val_loss"] == pytest.approx(card["val_loss_at_training"], abs=0.01)
     # a second run into the same folder replaces the first
     assert main(args + ["--no-dense"]) == 0
     assert not (out / "circuits" / TASK / "dense").exists()

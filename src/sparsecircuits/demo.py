@@ -58,8 +58,10 @@ class DemoConfig:
     out: Path = Path("demo-out")
     tasks: tuple[str, ...] | None = None  # evaluate and prune only these (default: all, prune the solved)
     max_tasks: int | None = None  # at most this many tasks pruned (best loss first)
-    steps: int = 200  # mask-optimization steps per circuit
-    control_steps: int = 100  # pruning steps of the controls that prune again
+    steps: int = 100  # mask-optimization steps per circuit
+    control_steps: int = 50  # pruning steps of the controls that prune again
+    lr: float = 0.02  # mask learning rate: 100 steps carry tau across its [-1, 1] range
+    batch_pairs: int = 32  # pairs per mask-optimization step
     pairs: int = 64  # held-out pairs for bisection, validation and report examples
     train_pairs: int = 512  # train pairs the masks are optimized on
     eval_pairs: int = 200  # test pairs per task for the model evaluation
@@ -72,10 +74,12 @@ class DemoConfig:
 
     def __post_init__(self) -> None:
         self.out = Path(self.out)
-        for name in ("steps", "control_steps", "pairs", "train_pairs", "eval_pairs"):
+        for name in ("steps", "control_steps", "batch_pairs", "pairs", "train_pairs", "eval_pairs"):
             value = getattr(self, name)
             if not isinstance(value, int) or value < 1:
                 raise InputError(f"--{name.replace('_', '-')} {value!r}: give a positive integer")
+        if not self.lr > 0:
+            raise InputError(f"--lr {self.lr!r}: give a positive learning rate")
         if self.max_tasks is not None and self.max_tasks < 1:
             raise InputError(f"--max-tasks {self.max_tasks}: give a positive number of tasks")
         if self.tasks is not None:
@@ -202,9 +206,9 @@ def choose_tasks(evaluation: dict[str, dict[str, Any]], cfg: DemoConfig) -> tupl
 
 def circuit_for(model: DemoModel, task: Task, folder: Path, reports: Path, cfg: DemoConfig) -> dict[str, Any]:
     """Prune, validate and report one circuit; returns its row for the summary."""
-    config = PruneConfig(steps=cfg.steps, target_loss=cfg.target_loss, seed=cfg.seed,
+    config = PruneConfig(steps=cfg.steps, lr=cfg.lr, target_loss=cfg.target_loss, seed=cfg.seed,
                          n_train_pairs=cfg.train_pairs, n_eval_pairs=cfg.pairs,
-                         batch_pairs=min(64, cfg.train_pairs))
+                         batch_pairs=min(cfg.batch_pairs, cfg.train_pairs))
     ckpt, seconds = model.ckpt, {}
     t0 = time.perf_counter()
     result = prune(ckpt.model, task, ckpt.tokenizer, config, data=model.data, progress=cfg.progress,
@@ -327,13 +331,36 @@ def run_demo(cfg: DemoConfig, log: Callable[[str], Any] = print) -> DemoResult:
     return DemoResult(out, summary, summary["seconds"]["total"], notes)
 
 
+@torch.no_grad()
+def validation_loss(model: DemoModel) -> float:
+    """Language-model loss of the loaded model on the validation windows its training
+    evaluated on (same seeded draw from the same validation split, when the recipe is known)."""
+    import numpy as np
+    import torch.nn.functional as F
+
+    from sparsecircuits.data.shards import TokenShards, sample_batch
+
+    recipe = ((model.ckpt.training or {}).get("recipe") or {}).get("train") or {}
+    batch_size, batches, seed = recipe.get("batch_size", 32), recipe.get("eval_batches", 8), recipe.get("seed", 0)
+    val = TokenShards.open(model.data).val
+    rng = np.random.default_rng([seed, 1])
+    net = model.ckpt.model.eval()
+    total = 0.0
+    for _ in range(batches):
+        x, y = sample_batch(val, batch_size, net.cfg.n_ctx, rng)
+        logits = net(x)
+        total += F.cross_entropy(logits.view(-1, logits.shape[-1]), y.view(-1)).item()
+    return total / batches
+
+
 def _model_card(m: DemoModel) -> dict[str, Any]:
     training = m.ckpt.training or {}
     return {
         "name": m.name,
         "path": str(m.path),
         "data": str(m.data),
-        "val_loss": training.get("final_val_loss"),
+        "val_loss": validation_loss(m),
+        "val_loss_at_training": training.get("final_val_loss"),
         "steps": training.get("steps"),
         "nonzeros": sparsity_report(m.ckpt.model).to_dict()["totals"],
     }
@@ -392,9 +419,12 @@ def write_index(out: Path, summary: dict[str, Any], entries: list[dict[str, Any]
     without scripts) with the notes, the sparse-vs-dense comparison and the evaluation."""
     parts = ['<section id="demo-summary"><h2>Demo summary</h2>']
     cards = summary["models"]
-    parts.append(_table(["model", "kind", "val loss", "nonzero weights (matrices)", "nonzero (all)"], [
-        [c["name"], kind, c["val_loss"], c["nonzeros"]["matrix"]["nonzero"] if "matrix" in c["nonzeros"] else None,
-         c["nonzeros"]["all"]["nonzero"]] for kind, c in cards.items()]))
+    parts.append(_table(
+        ["model", "kind", "steps", "val loss (as loaded)", "val loss (training run)", "nonzero weights (matrices)",
+         "nonzero (all)"],
+        [[c["name"], kind, c["steps"], c["val_loss"], c["val_loss_at_training"],
+          c["nonzeros"].get("matrix", {}).get("nonzero"), c["nonzeros"]["all"]["nonzero"]] for kind, c in cards.items()],
+    ))
     parts += [f'<p class="muted">{html.escape(n)}</p>' for n in summary["notes"]]
     parts.append("</section>")
     comparison = summary["comparison"]
@@ -417,8 +447,10 @@ def write_index(out: Path, summary: dict[str, Any], entries: list[dict[str, Any]
 def format_summary(summary: dict[str, Any]) -> str:
     """The plain-text summary table the command prints."""
     ev = summary["evaluation"]
+    lines = [f"{c['name']} ({kind}): val loss {c['val_loss']:.3f}, {c['nonzeros']['all']['nonzero']:,} nonzero "
+             f"parameters" for kind, c in summary["models"].items()]
     solved = [t for t, r in ev["sparse"].items() if r["solved"]]
-    lines = [f"sparse model solves {len(solved)} of {len(ev['sparse'])} tasks: {', '.join(solved) or 'none'}"]
+    lines.append(f"sparse model solves {len(solved)} of {len(ev['sparse'])} tasks: {', '.join(solved) or 'none'}")
     lines += [f"note: {n}" for n in summary["notes"]]
     if summary["circuits"]:
         lines.append("")

@@ -32,6 +32,7 @@ def _run(args: argparse.Namespace) -> int:
         max_tasks=args.max_tasks,
         steps=args.steps,
         control_steps=args.control_steps if args.control_steps is not None else max(1, args.steps // 2),
+        lr=args.lr,
         pairs=args.pairs,
         eval_pairs=args.eval_pairs,
         controls=_controls(args.controls),
@@ -67,6 +68,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help=f"pruning steps per circuit (default {d.steps})")
     p.add_argument("--control-steps", type=int, metavar="N",
                    help="pruning steps of the controls that prune again (default: half of --steps)")
+    p.add_argument("--lr", type=float, default=d.lr, metavar="LR",
+                   help=f"mask learning rate (default {d.lr}, above the paper's 3e-3 so that few steps suffice)")
     p.add_argument("--pairs", type=int, default=d.pairs, metavar="N",
                    help=f"held-out task pairs for bisection, validation and reports (default {d.pairs})")
     p.add_argument("--eval-pairs", type=int, default=d.eval_pairs, metavar="N",
