@@ -64,7 +64,8 @@ class DemoConfig:
     batch_pairs: int = 32  # pairs per mask-optimization step
     pairs: int = 64  # held-out pairs for bisection, validation and report examples
     train_pairs: int = 512  # train pairs the masks are optimized on
-    eval_pairs: int = 200  # test pairs per task for the model evaluation
+    eval_pairs: int = 100  # test pairs per task for the model evaluation
+    report_pairs: int = 16  # task pairs for the per-node details of each report
     controls: str = "core"
     dense: bool = True
     from_scratch: bool = False
@@ -74,7 +75,7 @@ class DemoConfig:
 
     def __post_init__(self) -> None:
         self.out = Path(self.out)
-        for name in ("steps", "control_steps", "batch_pairs", "pairs", "train_pairs", "eval_pairs"):
+        for name in ("steps", "control_steps", "batch_pairs", "pairs", "train_pairs", "eval_pairs", "report_pairs"):
             value = getattr(self, name)
             if not isinstance(value, int) or value < 1:
                 raise InputError(f"--{name.replace('_', '-')} {value!r}: give a positive integer")
@@ -221,7 +222,7 @@ def circuit_for(model: DemoModel, task: Task, folder: Path, reports: Path, cfg: 
     seconds["validate"] = time.perf_counter() - t0
     t0 = time.perf_counter()
     data = build_report_data(folder, ckpt.model, ckpt.tokenizer, model.data, training=ckpt.training,
-                             n_pairs=min(32, cfg.pairs), title=f"{task.name}: {model.kind} model ({model.name})")
+                             n_pairs=cfg.report_pairs, title=f"{task.name}: {model.kind} model ({model.name})")
     page = write_report(data, reports / f"{task.name}-{model.kind}.html")
     seconds["report"] = time.perf_counter() - t0
     circuit = result.circuit
