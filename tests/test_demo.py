@@ -171,3 +171,20 @@ def test_choose_tasks_rules():
     assert chosen == [] and "solves no task" in notes[0]
     chosen, notes = demo.choose_tasks(unsolved, demo.DemoConfig(from_scratch=True))
     assert chosen == ["b", "a"] and "anyway" in notes[0]
+
+
+@pytest.mark.slow
+def test_from_scratch_trains_tiny_models_and_prunes(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    out = tmp_path / "scratch-demo"
+    args = ["demo", "--from-scratch", "--out", str(out), "--tasks", TASK, "--steps", "10", "--pairs", "8",
+            "--eval-pairs", "8", "--controls", "none", "--no-progress"]
+    assert main(args) == 0
+    for kind in ("sparse", "dense"):
+        assert (out / "scratch" / f"tiny-{kind}" / "model.safetensors").is_file()
+        assert json.loads((out / "circuits" / TASK / kind / "validation.json").read_text(encoding="utf-8"))
+        parse_page(out / "reports" / f"{TASK}-{kind}.html")
+    summary = json.loads((out / "summary.json").read_text(encoding="utf-8"))
+    assert summary["models"]["sparse"]["name"] == "tiny-sparse"
+    assert "pruned as asked although the sparse model does not solve" in capsys.readouterr().out
+    assert main(args + ["--no-dense"]) == 0, "a second run into the same folder retrains and replaces"

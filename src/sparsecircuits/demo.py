@@ -157,6 +157,7 @@ def scratch_models(root: Path, dense: bool = True, progress: bool = True) -> lis
     models = []
     for kind in KINDS[: 2 if dense else 1]:
         run = root / SCRATCH_PRESETS[kind]
+        shutil.rmtree(run, ignore_errors=True)  # a run of an earlier demo in this folder
         train(SCRATCH_PRESETS[kind], corpus, run, overrides=SCRATCH_OVERRIDES, progress=progress)
         models.append(_load(kind, run, corpus))
     return models
