@@ -65,17 +65,27 @@ def fake_bundle(tmp_path_factory, small_corpus_dir):
 
 
 @pytest.fixture
-def use_bundle(fake_bundle, monkeypatch, tmp_path):
+def use_fake_bundle(fake_bundle, monkeypatch, tmp_path):
+    """The demo runs on the tiny packed models."""
     monkeypatch.setattr(demo, "bundled_dir", lambda: fake_bundle)
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
     return fake_bundle
 
 
+@pytest.fixture
+def use_bundle(request, monkeypatch, tmp_path):
+    """The package's bundled models when installed, else the tiny packed models."""
+    if not demo.bundled_available():
+        return request.getfixturevalue("use_fake_bundle")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    return demo.bundled_dir()
+
+
 @pytest.mark.slow
 def test_reduced_demo_writes_parseable_outputs(use_bundle, tmp_path, capsys):
     out = tmp_path / "demo"
-    args = ["demo", "--out", str(out), "--tasks", TASK, "--steps", "20", "--pairs", "16",
-            "--eval-pairs", "16", "--controls", "random_circuits", "--no-progress"]
+    args = ["demo", "--out", str(out), "--tasks", TASK, "--steps", "20", "--pairs", "8", "--report-pairs", "4",
+            "--eval-pairs", "8", "--controls", "random_circuits", "--no-progress"]
     assert main(args) == 0
     printed = capsys.readouterr().out
     assert f"{TASK:<28} sparse" in printed and f"{TASK:<28} dense" in printed
@@ -115,7 +125,7 @@ def test_reduced_demo_writes_parseable_outputs(use_bundle, tmp_path, capsys):
     assert sorted(p.name for p in (out / "reports").iterdir()) == [f"{TASK}-sparse.html"]
 
 
-def test_demo_when_no_task_is_solved(use_bundle, tmp_path, capsys):
+def test_demo_when_no_task_is_solved(use_fake_bundle, tmp_path, capsys):
     out = tmp_path / "none"
     assert main(["demo", "--out", str(out), "--eval-pairs", "4", "--no-dense", "--no-progress"]) == 0
     printed = capsys.readouterr().out
@@ -128,7 +138,7 @@ def test_demo_when_no_task_is_solved(use_bundle, tmp_path, capsys):
     assert not (out / "reports").exists()
 
 
-def test_bad_input_exits_2(use_bundle, tmp_path, capsys, monkeypatch):
+def test_bad_input_exits_2(use_fake_bundle, tmp_path, capsys, monkeypatch):
     assert main(["demo", "--out", str(tmp_path / "a"), "--tasks", "no_such_task"]) == 2
     assert "unknown task(s) no_such_task" in capsys.readouterr().err
     assert main(["demo", "--out", str(tmp_path / "b"), "--controls", "bogus"]) == 2

@@ -35,6 +35,7 @@ def _run(args: argparse.Namespace) -> int:
         lr=args.lr,
         pairs=args.pairs,
         eval_pairs=args.eval_pairs,
+        report_pairs=args.report_pairs,
         controls=_controls(args.controls),
         dense=not args.no_dense,
         from_scratch=args.from_scratch,
@@ -74,6 +75,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help=f"held-out task pairs for bisection, validation and reports (default {d.pairs})")
     p.add_argument("--eval-pairs", type=int, default=d.eval_pairs, metavar="N",
                    help=f"test pairs per task when evaluating the models (default {d.eval_pairs})")
+    p.add_argument("--report-pairs", type=int, default=d.report_pairs, metavar="N",
+                   help=f"task pairs for each report's per-node details (default {d.report_pairs})")
     p.add_argument("--controls", default=d.controls, metavar="LIST",
                    help="validation controls: core (default), all, none, or a comma-separated list")
     p.add_argument("--no-dense", action="store_true", help="skip the dense baseline")
