@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 from html.parser import HTMLParser
 from pathlib import Path
 
@@ -109,6 +110,7 @@ def test_reduced_demo_writes_parseable_outputs(use_bundle, tmp_path, capsys):
         assert Path(circuit["model"]["path"]) == use_bundle / f"small-{kind}"
 
     summary = json.loads((out / "summary.json").read_text(encoding="utf-8"))
+    assert summary["settings"]["workers"] == min(2, os.cpu_count() or 1)
     assert list(summary["evaluation"]["sparse"]) == [TASK]
     assert summary["pruned_tasks"] == [TASK]
     (row,) = summary["comparison"]["rows"]
@@ -188,7 +190,7 @@ def test_from_scratch_trains_tiny_models_and_prunes(tmp_path, monkeypatch, capsy
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
     out = tmp_path / "scratch-demo"
     args = ["demo", "--from-scratch", "--out", str(out), "--tasks", TASK, "--steps", "10", "--pairs", "8",
-            "--eval-pairs", "8", "--controls", "none", "--no-progress"]
+            "--eval-pairs", "8", "--controls", "none", "--workers", "1", "--no-progress"]
     assert main(args) == 0
     for kind in ("sparse", "dense"):
         assert (out / "scratch" / f"tiny-{kind}" / "model.safetensors").is_file()

@@ -19,10 +19,13 @@ from __future__ import annotations
 import html
 import json
 import math
+import multiprocessing
+import os
 import shutil
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from dataclasses import asdict, dataclass, field, replace
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -71,11 +74,13 @@ class DemoConfig:
     from_scratch: bool = False
     target_loss: float = DEFAULT_TARGET_LOSS
     seed: int = 0
+    workers: int = field(default_factory=lambda: min(2, os.cpu_count() or 1))  # circuits made at once
     progress: bool = True
 
     def __post_init__(self) -> None:
         self.out = Path(self.out)
-        for name in ("steps", "control_steps", "batch_pairs", "pairs", "train_pairs", "eval_pairs", "report_pairs"):
+        for name in ("steps", "control_steps", "batch_pairs", "pairs", "train_pairs", "eval_pairs", "report_pairs",
+                     "workers"):
             value = getattr(self, name)
             if not isinstance(value, int) or value < 1:
                 raise InputError(f"--{name.replace('_', '-')} {value!r}: give a positive integer")
@@ -244,6 +249,47 @@ def circuit_for(model: DemoModel, task: Task, folder: Path, reports: Path, cfg: 
     }
 
 
+@dataclass(frozen=True)
+class CircuitJob:
+    """One circuit to make: which model (and corpus), which task, where to write."""
+
+    kind: str
+    model_path: Path
+    data: Path
+    task: str
+    folder: Path
+    reports: Path
+
+
+def _run_job(job: CircuitJob, cfg: DemoConfig) -> dict[str, Any]:
+    """A worker process's job: load the model on one thread and make the circuit."""
+    torch.set_num_threads(1)
+    model = _load(job.kind, job.model_path, job.data)
+    return circuit_for(model, get_task(job.task), job.folder, job.reports, replace(cfg, progress=False))
+
+
+def run_jobs(jobs: Sequence[CircuitJob], models: dict[str, DemoModel], cfg: DemoConfig) -> list[dict[str, Any]]:
+    """Make every circuit, in this process (`cfg.workers` 1) or in worker processes of one
+    thread each; rows come back in job order."""
+    bar = tqdm(total=len(jobs), desc="circuits", unit="circuit", disable=not cfg.progress or not jobs)
+    rows: list[dict[str, Any]] = []
+    if cfg.workers == 1 or len(jobs) < 2:
+        for job in jobs:
+            rows.append(circuit_for(models[job.kind], get_task(job.task), job.folder, job.reports, cfg))
+            bar.update(1)
+        bar.close()
+        return rows
+    context = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(max_workers=min(cfg.workers, len(jobs)), mp_context=context) as pool:
+        futures = {pool.submit(_run_job, job, cfg): i for i, job in enumerate(jobs)}
+        done: dict[int, dict[str, Any]] = {}
+        for future in as_completed(futures):
+            done[futures[future]] = future.result()
+            bar.update(1)
+    bar.close()
+    return [done[i] for i in range(len(jobs))]
+
+
 def geometric_mean(values: Sequence[float]) -> float | None:
     """The geometric mean of positive values (None for an empty list)."""
     return math.exp(sum(math.log(v) for v in values) / len(values)) if values else None
@@ -305,10 +351,9 @@ def run_demo(cfg: DemoConfig, log: Callable[[str], Any] = print) -> DemoResult:
     for note in notes:
         log(f"note: {note}")
     t0 = time.perf_counter()
-    circuits = []
-    jobs = [(name, m) for name in chosen for m in models]
-    for name, m in tqdm(jobs, desc="circuits", unit="circuit", disable=not cfg.progress or not jobs):
-        circuits.append(circuit_for(m, get_task(name), out / "circuits" / name / m.kind, out / "reports", cfg))
+    jobs = [CircuitJob(m.kind, m.path, m.data, name, out / "circuits" / name / m.kind, out / "reports")
+            for name in chosen for m in models]
+    circuits = run_jobs(jobs, {m.kind: m for m in models}, cfg)
     timings["circuits"] = time.perf_counter() - t0
     comparison = compare(circuits, chosen) if cfg.dense else None
     summary = {

@@ -38,6 +38,7 @@ def _run(args: argparse.Namespace) -> int:
         report_pairs=args.report_pairs,
         controls=_controls(args.controls),
         dense=not args.no_dense,
+        workers=args.workers,
         from_scratch=args.from_scratch,
         progress=not args.no_progress,
     )
@@ -79,6 +80,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help=f"task pairs for each report's per-node details (default {d.report_pairs})")
     p.add_argument("--controls", default=d.controls, metavar="LIST",
                    help="validation controls: core (default), all, none, or a comma-separated list")
+    p.add_argument("--workers", type=int, default=d.workers, metavar="N",
+                   help=f"circuits made at once, each in a one-thread process (default {d.workers}: "
+                        "min(2, CPU count))")
     p.add_argument("--no-dense", action="store_true", help="skip the dense baseline")
     p.add_argument("--from-scratch", action="store_true",
                    help="build a small corpus and train tiny models instead of using the bundled ones")
