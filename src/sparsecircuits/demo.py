@@ -420,6 +420,8 @@ def _fmt(x: Any, digits: int = 3) -> str:
         return "yes" if x else "no"
     if isinstance(x, float):
         return f"{x:.{digits}f}"
+    if isinstance(x, int):
+        return f"{x:,}"
     return str(x)
 
 
@@ -486,7 +488,7 @@ def write_index(out: Path, summary: dict[str, Any], entries: list[dict[str, Any]
     marker = '<main id="app">'
     if marker not in page:
         raise RuntimeError("the report template has no <main id=\"app\">; cannot place the demo sections")
-    page = page.replace(marker, "\n".join(parts) + "\n" + marker, 1)
+    page = page.replace(marker, marker + "\n" + "\n".join(parts) + "\n", 1)  # the viewer appends after
     atomic_write_text(out / INDEX_FILE, page)
     return out / INDEX_FILE
 
