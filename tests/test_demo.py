@@ -149,7 +149,7 @@ def test_bad_input_exits_2(use_fake_bundle, tmp_path, capsys, monkeypatch):
     busy.mkdir()
     (busy / "precious.txt").write_text("keep me", encoding="utf-8")
     assert main(["demo", "--out", str(busy), "--tasks", TASK]) == 2
-    assert "not a demo folder" in capsys.readouterr().err
+    assert "not a demo folder (it holds precious.txt)" in capsys.readouterr().err
     assert (busy / "precious.txt").read_text(encoding="utf-8") == "keep me"
     monkeypatch.setattr(demo, "bundled_dir", lambda: tmp_path / "empty")
     assert main(["demo", "--out", str(tmp_path / "d")]) == 2

@@ -321,11 +321,20 @@ def compare(circuits: Sequence[dict[str, Any]], tasks: Sequence[str]) -> dict[st
     }
 
 
+DEMO_ENTRIES = {"circuits", "reports", "scratch", INDEX_FILE, SUMMARY_FILE}
+
+
 def _prepare_out(out: Path) -> None:
-    """Create OUT, or clear the results of an earlier demo there; refuse any other folder."""
-    if out.exists() and any(out.iterdir()):
-        if not (out / SUMMARY_FILE).is_file():
-            raise InputError(f"--out {out} exists and is not a demo folder; choose a new or empty folder")
+    """Create OUT, or clear the results of an earlier (even interrupted) demo there; refuse a
+    folder holding anything a demo does not write."""
+    if out.exists() and not out.is_dir():
+        raise InputError(f"--out {out} is a file; give a folder")
+    if out.exists():
+        foreign = sorted(p.name for p in out.iterdir() if p.name not in DEMO_ENTRIES)
+        if foreign:
+            raise InputError(
+                f"--out {out} is not a demo folder (it holds {', '.join(foreign[:3])}); choose a new or empty folder"
+            )
         for sub in ("circuits", "reports"):
             shutil.rmtree(out / sub, ignore_errors=True)
     out.mkdir(parents=True, exist_ok=True)
