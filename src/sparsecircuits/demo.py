@@ -65,7 +65,7 @@ class DemoConfig:
     control_steps: int = 50  # pruning steps of the controls that prune again
     lr: float = 0.02  # mask learning rate: 100 steps carry tau across its [-1, 1] range
     batch_pairs: int = 32  # pairs per mask-optimization step
-    pairs: int = 64  # held-out pairs for bisection, validation and report examples
+    pairs: int = 64  # held-out pairs for bisection and validation
     train_pairs: int = 512  # train pairs the masks are optimized on
     eval_pairs: int = 100  # test pairs per task for the model evaluation
     report_pairs: int = 16  # task pairs for the per-node details of each report

@@ -73,7 +73,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--lr", type=float, default=d.lr, metavar="LR",
                    help=f"mask learning rate (default {d.lr}, above the paper's 3e-3 so that few steps suffice)")
     p.add_argument("--pairs", type=int, default=d.pairs, metavar="N",
-                   help=f"held-out task pairs for bisection, validation and reports (default {d.pairs})")
+                   help=f"held-out task pairs for bisection and validation (default {d.pairs})")
     p.add_argument("--eval-pairs", type=int, default=d.eval_pairs, metavar="N",
                    help=f"test pairs per task when evaluating the models (default {d.eval_pairs})")
     p.add_argument("--report-pairs", type=int, default=d.report_pairs, metavar="N",
