@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+from contextlib import nullcontext
 
 import pytest
 import torch
@@ -22,7 +23,9 @@ from sparsecircuits.cli import main
 from sparsecircuits.data.tokenizer import decode
 from sparsecircuits.errors import InputError
 from sparsecircuits.model import ModelConfig, SparseTransformer
+from sparsecircuits.prune.masks import ablate, frozen_norms, record_norm_scales
 from sparsecircuits.report import build_report_data, build_run_data, render_report
+from sparsecircuits.report.nodes import removal_losses
 from sparsecircuits.report.plots import plot_curve, plot_training
 from sparsecircuits.tasks import get_task, make_batch, task_loss
 
@@ -114,6 +117,31 @@ def test_with_model_every_node_gets_its_details(setup):
     assert snippets and all(len(s["tokens"]) == len(s["acts"]) <= 25 for s in snippets)
     assert all(abs(s["acts"][s["focus"]]) == pytest.approx(max(abs(a) for a in s["acts"]), abs=1e-4) for s in snippets)
     assert data["terminals"] and all(t["label"] for t in data["terminals"])
+
+
+@pytest.mark.parametrize("freeze", [False, True])
+@pytest.mark.parametrize("dead_last_block", [False, True])
+def test_batched_removal_equals_one_node_at_a_time(setup, freeze, dead_last_block):
+    model, tok, _, circuit, _ = setup
+    batch = make_batch(get_task(TASK).generate(tok, 5, split="test"))
+    keep = circuit.keep_masks(model)
+    if dead_last_block:  # its attention and MLP inputs all ablated: removal adds its cached outputs
+        keep["blocks.1.attn.hook_in"][:] = False
+        keep["blocks.1.mlp.hook_in"][:] = False
+    gen = torch.Generator().manual_seed(2)
+    values = {h: torch.randn(node_width(model, h), generator=gen) for h in keep}
+    stats = record_norm_scales(model, lambda: model(batch.tokens)) if freeze else None
+    nodes = [(h, i) for h in sorted(keep) for i in keep[h].nonzero().flatten().tolist()]
+
+    def one_at_a_time(hook: str, index: int) -> float:
+        flags = {h: f.clone() for h, f in keep.items()}
+        flags[hook][index] = False
+        with torch.no_grad(), ablate(model, flags, values), frozen_norms(model, stats) if freeze else nullcontext():
+            return float(task_loss(model(batch.tokens), batch))
+
+    with torch.no_grad():
+        batched = removal_losses(model, keep, values, batch, nodes, stats, group_rows=3, max_rows=7)
+    assert batched == pytest.approx([one_at_a_time(h, i) for h, i in nodes], abs=1e-6)
 
 
 def test_wrong_model_is_refused(setup):

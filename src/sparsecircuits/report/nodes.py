@@ -3,26 +3,31 @@ activations on task pairs, top-activating snippets and tokenized task examples.
 
 Everything goes through the prune package (`ablation_values`, `ablate`, `frozen_norms` for
 circuits pruned with frozen norm scales) and the tasks package, so the numbers are the
-ones pruning and validation see.
+ones pruning and validation see. Single-node removal (`removal_losses`) stacks copies of
+the task rows, one per removed node, and runs only what the removal can change.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager, nullcontext
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from sparsecircuits.circuit import Circuit
+from sparsecircuits.circuit import Circuit, hook_location, node_width
 from sparsecircuits.data.tokenizer import decode
 from sparsecircuits.errors import InputError
+from sparsecircuits.hooks import HookPoint
 from sparsecircuits.model import SparseTransformer
 from sparsecircuits.prune.ablation import ablation_values
 from sparsecircuits.prune.masks import ablate, frozen_norms, record_norm_scales
 from sparsecircuits.tasks import Task, get_task, load_task_file, make_batch, task_loss
-from sparsecircuits.tasks.loss import check_fits
+from sparsecircuits.tasks.loss import TaskBatch, check_fits
+
+REMOVAL_GROUP = 4  # task rows of similar length per group in single-node removal
+REMOVAL_ROWS = 32  # batch rows per forward pass of single-node removal
 
 
 def resolve_task(task: Mapping[str, Any]) -> Task:
@@ -54,6 +59,118 @@ def _intervened(model: SparseTransformer, keep: Mapping[str, torch.Tensor], valu
                 stats: Any | None) -> Iterator[None]:
     with ablate(model, keep, values), (frozen_norms(model, stats) if stats is not None else nullcontext()):
         yield
+
+
+def _row_removal_fn(flags: torch.Tensor, value: torch.Tensor):
+    def fn(x: torch.Tensor, hook: HookPoint) -> torch.Tensor:
+        copies = flags.shape[0]
+        rows = x.reshape(copies, -1, x.shape[1], flags.shape[1])
+        return torch.where(flags.view(copies, 1, 1, -1), rows, value.to(x.dtype)).view(x.shape)
+
+    return fn
+
+
+@contextmanager
+def removed_per_copy(
+    model: SparseTransformer, nodes: Sequence[tuple[str, int]], values: Mapping[str, torch.Tensor]
+) -> Iterator[SparseTransformer]:
+    """For a batch of len(nodes) equal copies, replace node i (hook, index) by its ablation
+    value in copy i only; combine with `ablate` for the rest of the circuit."""
+    fwd_hooks = []
+    for hook in sorted({h for h, _ in nodes}):
+        flags = torch.ones(len(nodes), node_width(model, hook), dtype=torch.bool)
+        for copy, (h, index) in enumerate(nodes):
+            if h == hook:
+                flags[copy, index] = False
+        fwd_hooks.append((hook, _row_removal_fn(flags, values[hook])))
+    with model.hooks(fwd_hooks):
+        yield model
+
+
+def _dead_blocks(model: SparseTransformer, keep: Mapping[str, torch.Tensor]) -> list[int]:
+    """Blocks whose attention and MLP inputs are entirely ablated: what they add to the
+    residual stream depends on positions only."""
+    def ablated(alias: str) -> bool:
+        hook = model.resolve_hook_name(alias)
+        return hook in keep and not bool(torch.as_tensor(keep[hook]).any())
+
+    return [layer for layer in range(model.cfg.n_layer)
+            if ablated(f"blocks.{layer}.attn_in") and ablated(f"blocks.{layer}.mlp_in")]
+
+
+def _final_logits_from(model: SparseTransformer, x: torch.Tensor, start: int, tokens: torch.Tensor,
+                       last_pos: torch.Tensor, added: Mapping[int, tuple[torch.Tensor, torch.Tensor]]) -> torch.Tensor:
+    """`model.forward`'s logits at `last_pos` [rows, vocab], from the residual entering block
+    `start`; blocks in `added` are not run but add their given (attention, MLP) outputs."""
+    pos = model.pos_embed.weight[: x.shape[1]].unsqueeze(0) if model.cfg.positional == "concat" else None
+    for layer in range(start, model.cfg.n_layer):
+        block = model.blocks[layer]
+        if layer in added:
+            attn_out, mlp_out = added[layer]
+            x = block._residual(block._residual(x + attn_out) + mlp_out)
+        else:
+            x = block(x, pos)
+    rows = torch.arange(x.shape[0])
+    logits = model.unembed(model.ln_final(x)[rows, last_pos])
+    if model.final_logits_bias is not None:
+        logits = logits + model.final_logits_bias
+    if model.bigram_table is not None:
+        logits = logits + model.bigram_table[tokens[rows, last_pos]]
+    return logits
+
+
+def _tile(batch: TaskBatch, copies: int) -> TaskBatch:
+    return TaskBatch(batch.tokens.repeat(copies, 1), *(t.repeat(copies) for t in (batch.last_pos, batch.correct, batch.wrong)))
+
+
+def removal_losses(
+    model: SparseTransformer,
+    keep: Mapping[str, torch.Tensor],
+    values: Mapping[str, torch.Tensor],
+    batch: TaskBatch,
+    nodes: Sequence[tuple[str, int]],
+    stats: Mapping[Any, tuple[torch.Tensor, torch.Tensor]] | None = None,
+    group_rows: int = REMOVAL_GROUP,
+    max_rows: int = REMOVAL_ROWS,
+) -> list[float]:
+    """Task loss of the circuit `keep` with each of `nodes` (hook, index) removed in turn.
+
+    Equals running `ablate` with that node's flag False (and `frozen_norms(stats)` when
+    given) once per node. Here rows of similar prompt length go in groups of `group_rows`,
+    trimmed to their longest prompt; the nodes of one layer share passes of up to
+    `max_rows` rows (one group copy per node) that start from that layer's cached residual;
+    later blocks whose inputs are all ablated add their cached outputs instead of running."""
+    n_layer = model.cfg.n_layer
+    resid_hooks = [f"blocks.{layer}.hook_resid_pre" for layer in range(n_layer)]
+    dead = {layer: (f"blocks.{layer}.hook_attn_out", f"blocks.{layer}.hook_mlp_out")
+            for layer in _dead_blocks(model, keep)}
+    with _intervened(model, keep, values, stats):
+        _, cache = model.run_with_cache(batch.tokens, names_filter=resid_hooks + [h for hs in dead.values() for h in hs])
+    by_layer: dict[int, list[int]] = {}
+    for i, (hook, _) in enumerate(nodes):
+        by_layer.setdefault(hook_location(hook)[0], []).append(i)
+    per_row = torch.zeros(len(nodes), len(batch))
+    for rows in torch.argsort(batch.last_pos, stable=True).split(group_rows):
+        width = int(batch.last_pos[rows].max()) + 1
+        group = TaskBatch(batch.tokens[rows, :width], batch.last_pos[rows], batch.correct[rows], batch.wrong[rows])
+        group_cache = {h: t[rows, :width] for h, t in cache.items()}
+        group_stats = None if stats is None else {m: (c[rows, :width], v[rows, :width]) for m, (c, v) in stats.items()}
+        per_pass = max(1, max_rows // len(rows))
+        for layer, order in sorted(by_layer.items()):
+            for s in range(0, len(order), per_pass):
+                chunk = order[s : s + per_pass]
+                n = len(chunk)
+                tiled = _tile(group, n)
+                tiled_stats = None if group_stats is None else {
+                    m: (c.repeat(n, 1, 1), v.repeat(n, 1, 1)) for m, (c, v) in group_stats.items()}
+                added = {d: (group_cache[a].repeat(n, 1, 1), group_cache[m].repeat(n, 1, 1))
+                         for d, (a, m) in dead.items() if d > layer}
+                x = group_cache[resid_hooks[layer]].repeat(n, 1, 1)
+                with (_intervened(model, keep, values, tiled_stats),
+                      removed_per_copy(model, [nodes[i] for i in chunk], values)):
+                    logits = _final_logits_from(model, x, layer, tiled.tokens, tiled.last_pos, added)
+                per_row[torch.tensor(chunk)[:, None], rows] = task_loss(logits, tiled, reduction="none").view(n, -1)
+    return per_row.mean(dim=1).tolist()
 
 
 def _last(cache: Mapping[str, torch.Tensor], hook: str, last_pos: torch.Tensor) -> torch.Tensor:
@@ -93,7 +210,7 @@ def _snippets(model: SparseTransformer, nodes: list[dict[str, Any]], windows: to
         n["snippets"] = snippets
 
 
-@torch.no_grad()
+@torch.inference_mode()
 def add_model_details(
     data: dict[str, Any],
     circuit: Circuit,
@@ -112,8 +229,8 @@ def add_model_details(
 ) -> None:
     """Fill in `data` (from `build_report_data`) with everything that needs the model.
 
-    Single-node removal costs one forward pass per node; it is skipped (with a note) for
-    circuits of more than `max_removal_nodes` nodes."""
+    Single-node removal costs about one forward pass of the task batch per node; it is
+    skipped (with a note) for circuits of more than `max_removal_nodes` nodes."""
     from sparsecircuits.report.data import window_tokens
 
     model.eval()
@@ -147,13 +264,10 @@ def add_model_details(
         data["circuit"]["losses"].setdefault("circuit_report_pairs", base)
         if len(nodes) > max_removal_nodes:
             data["notes"].append(f"single-node removal not computed: {len(nodes)} nodes > {max_removal_nodes}")
-        for node in nodes if len(nodes) <= max_removal_nodes else []:
-            flags = keep[node["hook"]]
-            flags[node["index"]] = False
-            with _intervened(model, keep, values, stats):
-                loss = float(task_loss(model(batch.tokens), batch))
-            flags[node["index"]] = True
-            node["delta_loss"] = loss - base
+        else:
+            losses = removal_losses(model, keep, values, batch, [(n["hook"], n["index"]) for n in nodes], stats)
+            for node, loss in zip(nodes, losses, strict=True):
+                node["delta_loss"] = loss - base
         for node in nodes:
             node["ablation_value"] = float(values[node["hook"]][node["index"]])
     full_last = {h: _last(full_cache, h, batch.last_pos) for h in hooks}
