@@ -96,7 +96,8 @@ def test_with_model_every_node_gets_its_details(setup):
                 flags[int(removed.rpartition(":")[2])] = False
             return x * flags.view(x.shape[2:]).to(x.dtype)
 
-        logits = model.run_with_hooks(batch.tokens, [(h, hook_fn) for h in all_node_hooks(model)])
+        with torch.no_grad():
+            logits = model.run_with_hooks(batch.tokens, [(h, hook_fn) for h in all_node_hooks(model)])
         return float(task_loss(logits, batch))
 
     base = loss_without(None)
