@@ -16,11 +16,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-import os
 import shutil
-import tempfile
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -29,6 +25,7 @@ import torch
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
 
+from sparsecircuits.atomic import atomic_dir
 from sparsecircuits.errors import CheckpointError, InputError
 from sparsecircuits.model import ModelConfig, SparseTransformer
 
@@ -44,42 +41,6 @@ COMPACT_MAX_DENSITY = 0.5  # tensors at least this dense are stored dense
 INDICES_SUFFIX = "::indices"
 VALUES_SUFFIX = "::values"
 HALF_DTYPES = {"float32": torch.float32, "float16": torch.float16}
-
-
-@contextmanager
-def atomic_dir(path: str | Path, overwrite: bool = True) -> Iterator[Path]:
-    """Yield a temporary folder beside `path`; on success it replaces `path` in one rename."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.tmp-", dir=path.parent))
-    try:
-        yield tmp
-        if path.exists():
-            if not overwrite:
-                raise InputError(f"{path} already exists; choose another output path")
-            old = path.with_name(f".{path.name}.old-{os.getpid()}")
-            path.rename(old)
-            tmp.rename(path)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            tmp.rename(path)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-
-
-def atomic_write_text(path: str | Path, text: str) -> None:
-    """Write a text file through a temporary name and a rename."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.tmp-", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def _tensors_to_save(model: SparseTransformer) -> dict[str, torch.Tensor]:

@@ -40,7 +40,8 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from sparsecircuits import __version__
-from sparsecircuits.checkpoint import atomic_dir, model_fingerprint
+from sparsecircuits.atomic import atomic_dir
+from sparsecircuits.checkpoint import model_fingerprint
 from sparsecircuits.errors import InputError
 from sparsecircuits.model import (
     LOCATIONS,

@@ -34,7 +34,8 @@ import torch
 from tqdm.auto import tqdm
 
 from sparsecircuits import __version__
-from sparsecircuits.checkpoint import VAL_CORPUS_DIR, Checkpoint, atomic_write_text, load_checkpoint
+from sparsecircuits.atomic import atomic_write_text
+from sparsecircuits.checkpoint import VAL_CORPUS_DIR, Checkpoint, load_checkpoint
 from sparsecircuits.errors import InputError
 from sparsecircuits.prune import PruneConfig, prune
 from sparsecircuits.report import build_report_data, index_entry, render_index, write_report

@@ -24,13 +24,12 @@ from typing import Any
 
 import torch
 
+from sparsecircuits.atomic import atomic_dir, atomic_write_text
 from sparsecircuits.checkpoint import (
     CONFIG_FILE,
     TOKENIZER_FILE,
     TRAINING_FILE,
     WEIGHTS_FILE,
-    atomic_dir,
-    atomic_write_text,
     load_checkpoint,
     save_checkpoint,
 )

@@ -9,9 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-import shutil
 import sys
-import tempfile
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, field
@@ -21,6 +19,7 @@ from typing import Any
 from tokenizers import Tokenizer
 from tqdm.auto import tqdm
 
+from sparsecircuits.atomic import atomic_dir
 from sparsecircuits.data.shards import SHARDS_FORMAT, token_dtype, write_tokens
 from sparsecircuits.data.sources import (
     DEFAULT_MAX_FILE_BYTES,
@@ -274,9 +273,7 @@ def build_corpus(
         for name in ("train", "val")
     }
 
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.tmp-", dir=out_dir.parent))
-    try:
+    with atomic_dir(out_dir) as tmp:
         t0 = time.perf_counter()
         if reused is None:
             if progress:
@@ -316,10 +313,6 @@ def build_corpus(
                 }
         _write_json(tmp / "manifest.json", manifest)
         _write_json(tmp / "shards.json", shard_meta)
-        _move_into_place(tmp, out_dir)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return CorpusSummary(
         out_dir=out_dir,
         manifest_hash=manifest["hash"],
@@ -337,18 +330,6 @@ def build_corpus(
         tokenizer_seconds=tokenizer_seconds,
         encode_seconds=encode_seconds,
     )
-
-
-def _move_into_place(tmp: Path, out_dir: Path) -> None:
-    """Rename the finished temp folder to `out_dir`, replacing an old one only at the end."""
-    if not out_dir.exists():
-        tmp.rename(out_dir)
-        return
-    old = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.old-", dir=out_dir.parent))
-    old.rmdir()
-    out_dir.rename(old)
-    tmp.rename(out_dir)
-    shutil.rmtree(old, ignore_errors=True)
 
 
 def read_manifest(path: str | Path) -> dict[str, Any]:

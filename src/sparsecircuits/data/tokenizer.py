@@ -11,13 +11,12 @@ always encoded as plain text, even when it contains the string `<|endoftext|>`.
 
 from __future__ import annotations
 
-import os
-import tempfile
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers, trainers
 
+from sparsecircuits.atomic import atomic_write_text
 from sparsecircuits.errors import InputError
 
 EOT = "<|endoftext|>"
@@ -91,16 +90,7 @@ def vocab_size(tok: Tokenizer) -> int:
 
 def save_tokenizer(tok: Tokenizer, path: str | Path) -> None:
     """Write `tok` as tokenizer.json atomically (temp file in the same folder, then rename)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(tok.to_str(pretty=True))
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    atomic_write_text(path, tok.to_str(pretty=True))
 
 
 def load_tokenizer(path: str | Path) -> Tokenizer:

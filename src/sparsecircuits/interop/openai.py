@@ -23,7 +23,8 @@ from typing import Any
 import torch
 from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers
 
-from sparsecircuits.checkpoint import atomic_dir, save_checkpoint
+from sparsecircuits.atomic import atomic_dir
+from sparsecircuits.checkpoint import save_checkpoint
 from sparsecircuits.data.tokenizer import EOT, load_tokenizer
 from sparsecircuits.errors import CheckpointError, InputError
 from sparsecircuits.model import LOCATIONS, ModelConfig, SparseTransformer

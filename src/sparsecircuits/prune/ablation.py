@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -24,6 +23,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from tqdm.auto import tqdm
 
+from sparsecircuits.atomic import atomic_file
 from sparsecircuits.checkpoint import model_fingerprint
 from sparsecircuits.circuit import all_node_hooks, node_width
 from sparsecircuits.data.shards import TokenShards, sample_batch
@@ -119,14 +119,8 @@ def _save_cached(values: Mapping[str, torch.Tensor], dirs: list[Path], name: str
     """Write the cache file atomically to the first writable folder; None if none is."""
     for d in dirs:
         try:
-            d.mkdir(parents=True, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(prefix=f".{name}.tmp-", dir=d)
-            os.close(fd)
-            try:
-                save_file({k: v.contiguous() for k, v in values.items()}, tmp)
-                os.replace(tmp, d / name)
-            finally:
-                Path(tmp).unlink(missing_ok=True)
+            with atomic_file(d / name) as tmp:
+                save_file({k: v.contiguous() for k, v in values.items()}, str(tmp))
             return d / name
         except OSError:
             continue

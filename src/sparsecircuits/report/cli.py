@@ -117,7 +117,7 @@ def _run(args: argparse.Namespace) -> int:
         if not folders:
             raise InputError(f"--circuits {args.circuits}: no subfolder holds a circuit.json")
         entries = _write_circuits(folders, out, models, args)
-        from sparsecircuits.checkpoint import atomic_write_text
+        from sparsecircuits.atomic import atomic_write_text
 
         atomic_write_text(out, render_index(entries, title=f"circuits in {Path(args.circuits).name}"))
     else:

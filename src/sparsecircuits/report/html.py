@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from sparsecircuits import __version__
-from sparsecircuits.checkpoint import atomic_write_text
+from sparsecircuits.atomic import atomic_write_text
 from sparsecircuits.errors import InputError
 
 REPORT_FORMAT = "sparsecircuits-report/1"

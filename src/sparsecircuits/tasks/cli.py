@@ -9,7 +9,8 @@ from pathlib import Path
 
 from tokenizers import Tokenizer
 
-from sparsecircuits.checkpoint import TOKENIZER_FILE, atomic_write_text, load_checkpoint
+from sparsecircuits.atomic import atomic_write_text
+from sparsecircuits.checkpoint import TOKENIZER_FILE, load_checkpoint
 from sparsecircuits.data.tokenizer import load_tokenizer
 from sparsecircuits.errors import InputError
 from sparsecircuits.tasks.base import (

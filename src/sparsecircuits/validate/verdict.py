@@ -20,7 +20,7 @@ from tokenizers import Tokenizer
 from tqdm.auto import tqdm
 
 from sparsecircuits import __version__
-from sparsecircuits.checkpoint import atomic_write_text
+from sparsecircuits.atomic import atomic_write_text
 from sparsecircuits.circuit import Circuit
 from sparsecircuits.errors import InputError
 from sparsecircuits.model import SparseTransformer
