@@ -89,10 +89,26 @@ def save_checkpoint(
     training: dict | None = None,
 ) -> Path:
     """Write a checkpoint folder atomically; `tokenizer` is a tokenizers.Tokenizer or a path."""
+    return _write_checkpoint(
+        model, path, _tensors_to_save(model), {"format": "pt"}, tokenizer, training
+    )
+
+
+def _write_checkpoint(
+    model: SparseTransformer,
+    path: str | Path,
+    tensors: dict[str, torch.Tensor],
+    metadata: dict[str, str],
+    tokenizer: Any | None,
+    training: dict | None,
+    extra_files: tuple[Path, ...] = (),
+    val_corpus: str | Path | None = None,
+) -> Path:
+    """Write config, weights, tokenizer, training record and extras into one atomic folder."""
     path = Path(path)
     with atomic_dir(path) as tmp:
         (tmp / CONFIG_FILE).write_text(model.cfg.to_json() + "\n", encoding="utf-8")
-        save_file(_tensors_to_save(model), str(tmp / WEIGHTS_FILE), metadata={"format": "pt"})
+        save_file(tensors, str(tmp / WEIGHTS_FILE), metadata=metadata)
         if tokenizer is not None:
             if isinstance(tokenizer, (str, Path)):
                 shutil.copyfile(tokenizer, tmp / TOKENIZER_FILE)
@@ -100,6 +116,10 @@ def save_checkpoint(
                 tokenizer.save(str(tmp / TOKENIZER_FILE))
         if training is not None:
             (tmp / TRAINING_FILE).write_text(json.dumps(training, indent=2) + "\n", encoding="utf-8")
+        for extra in extra_files:
+            shutil.copyfile(extra, tmp / Path(extra).name)
+        if val_corpus is not None:
+            copy_validation_split(val_corpus, tmp / VAL_CORPUS_DIR)
     return path
 
 
@@ -257,22 +277,7 @@ def save_compact_checkpoint(
         raise InputError(f"bigram dtype {bigram_dtype!r} is unknown; choose float32 or float16")
     half = ("bigram_table",) if bigram_dtype == "float16" else ()
     tensors, metadata = compact_tensors(_tensors_to_save(model), half=half)
-    path = Path(path)
-    with atomic_dir(path) as tmp:
-        (tmp / CONFIG_FILE).write_text(model.cfg.to_json() + "\n", encoding="utf-8")
-        save_file(tensors, str(tmp / WEIGHTS_FILE), metadata=metadata)
-        if tokenizer is not None:
-            if isinstance(tokenizer, (str, Path)):
-                shutil.copyfile(tokenizer, tmp / TOKENIZER_FILE)
-            else:
-                tokenizer.save(str(tmp / TOKENIZER_FILE))
-        if training is not None:
-            (tmp / TRAINING_FILE).write_text(json.dumps(training, indent=2) + "\n", encoding="utf-8")
-        for extra in extra_files:
-            shutil.copyfile(extra, tmp / Path(extra).name)
-        if val_corpus is not None:
-            copy_validation_split(val_corpus, tmp / VAL_CORPUS_DIR)
-    return path
+    return _write_checkpoint(model, path, tensors, metadata, tokenizer, training, extra_files, val_corpus)
 
 
 def copy_validation_split(corpus: str | Path, dest: str | Path) -> Path:
