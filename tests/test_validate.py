@@ -267,6 +267,25 @@ def test_verdict_status_and_reasons():
     assert v["thresholds"]["control_size_ratio"] == 2.0
 
 
+def test_check_reasons_read_as_their_outcome():
+    controls = {
+        "random_init": _pruned(True, 3.0),
+        "nonsense_task": _pruned(False, 0.5),
+        "seeds": {"mean_jaccard": 0.8},
+        "random_circuits": {"fraction_reaching_target": 0.0},
+        "activation_agreement": {"mean": 0.9, "fraction_below": 0.0, "node_min": 0.5},
+    }
+    passed = {c["name"]: c["reason"] for c in verdict(_metrics(), controls, 0.15)["checks"]}
+    assert set(passed) == {"sufficiency", "necessity", *controls}
+    assert "within the target" in passed["sufficiency"]
+    assert "only at more than 2x" in passed["random_init"]
+    assert "does not reach the target" in passed["nonsense_task"]
+    assert "similar nodes" in passed["seeds"] and "as in the full model" in passed["activation_agreement"]
+    assert not any("also reaches" in r or "above the target" in r for r in passed.values())
+    failed = verdict(_metrics(circuit=0.4), {"random_init": _pruned(True, 1.0)}, 0.15)["checks"]
+    assert "above the target" in failed[0]["reason"] and "also reaches" in failed[-1]["reason"]
+
+
 def test_parse_controls():
     assert parse_controls("all") == list(CONTROLS)
     assert parse_controls("core") == list(CORE_CONTROLS)

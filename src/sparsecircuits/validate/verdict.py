@@ -59,8 +59,12 @@ class Thresholds:
         return asdict(self)
 
 
-def _check(name: str, passed: bool, value: Any, threshold: Any, why: str) -> dict[str, Any]:
-    return {"name": name, "passed": bool(passed), "value": value, "threshold": threshold, "reason": why}
+def _check(
+    name: str, passed: bool, value: Any, threshold: Any, if_passed: str, if_failed: str
+) -> dict[str, Any]:
+    """One check; its "reason" states the finding in the wording of its outcome."""
+    reason = if_passed if passed else if_failed
+    return {"name": name, "passed": bool(passed), "value": value, "threshold": threshold, "reason": reason}
 
 
 def _comparable_control(name: str, result: Mapping[str, Any], t: Thresholds) -> dict[str, Any]:
@@ -68,11 +72,13 @@ def _comparable_control(name: str, result: Mapping[str, Any], t: Thresholds) -> 
     hit = bool(result["reached_target"]) and ratio is not None and ratio <= t.control_size_ratio
     what = {"random_init": "a randomly initialized model", "nonsense_task": "a nonsense task"}[name]
     size = f"{result['n_nodes']} nodes, {ratio:.2f}x the circuit" if ratio is not None else "n/a"
+    outcome = "reaches the target loss only" if result["reached_target"] else "does not reach the target loss"
     return _check(
         name,
         not hit,
         ratio,
         t.control_size_ratio,
+        f"pruning {what} {outcome} at more than {t.control_size_ratio:g}x the circuit's size ({size})",
         f"pruning {what} also reaches the target loss at a comparable size ({size})",
     )
 
@@ -91,6 +97,8 @@ def verdict(
             metrics.circuit <= target_loss + t.sufficiency_margin,
             metrics.circuit,
             target_loss + t.sufficiency_margin,
+            f"the circuit alone has loss {metrics.circuit:.3f} on held-out pairs, within the "
+            f"target {target_loss} + margin {t.sufficiency_margin}",
             f"the circuit alone has loss {metrics.circuit:.3f} on held-out pairs, above the "
             f"target {target_loss} + margin {t.sufficiency_margin}",
         )
@@ -102,6 +110,8 @@ def verdict(
                 metrics.necessity >= t.necessity_min,
                 metrics.necessity,
                 t.necessity_min,
+                f"ablating only the circuit moves the loss {metrics.necessity:.0%} of the way to "
+                f"chance (at least {t.necessity_min:.0%} required)",
                 f"ablating only the circuit moves the loss {metrics.necessity:.0%} of the way to "
                 "chance: other nodes can also do the task",
             )
@@ -118,6 +128,8 @@ def verdict(
                 r["fraction_reaching_target"],
                 t.random_circuits_max_fraction,
                 f"{r['fraction_reaching_target']:.0%} of random circuits of the same size reach "
+                f"the target loss (at most {t.random_circuits_max_fraction:.0%} allowed)",
+                f"{r['fraction_reaching_target']:.0%} of random circuits of the same size reach "
                 "the target loss",
             )
         )
@@ -132,6 +144,7 @@ def verdict(
                 s["mean_jaccard"] >= t.seed_jaccard_min,
                 s["mean_jaccard"],
                 t.seed_jaccard_min,
+                f"pruning with other seeds finds similar nodes (mean Jaccard {s['mean_jaccard']:.2f})",
                 f"pruning with other seeds finds different nodes (mean Jaccard {s['mean_jaccard']:.2f})",
             )
         )
@@ -145,6 +158,8 @@ def verdict(
                 a["mean"] >= t.activation_agreement_min,
                 a["mean"],
                 t.activation_agreement_min,
+                f"circuit nodes behave as in the full model (mean correlation {a['mean']:.2f}; "
+                f"{a['fraction_below']:.0%} of nodes below {a['node_min']})",
                 f"circuit nodes behave differently than in the full model (mean correlation "
                 f"{a['mean']:.2f}; {a['fraction_below']:.0%} of nodes below {a['node_min']})",
             )
