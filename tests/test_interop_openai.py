@@ -358,9 +358,9 @@ def _mutate(sd: dict, how: str) -> dict:
 
 
 STATE_ERRORS = {
-    "missing": ({}, "missing tensors transformer.h.1.mlp.c_fc.bias"),
-    "unexpected": ({}, "unexpected tensors transformer.h.0.attn.rotary"),
-    "shape": ({}, "transformer.h.0.mlp.c_fc.weight has shape (47, 16), the config implies (48, 16)"),
+    "missing": ({}, "missing tensors: transformer.h.1.mlp.c_fc.bias"),
+    "unexpected": ({}, "unexpected tensors: transformer.h.0.attn.rotary"),
+    "shape": ({}, "transformer.h.0.mlp.c_fc.weight has shape (47, 16), config expects (48, 16)"),
     "tied-differs": ({"tied_unembed": True}, "lm_head.weight differs from transformer.wte.weight"),
     "not-a-state-dict": ({}, "not a plain state dict"),
 }

@@ -17,6 +17,7 @@ import hashlib
 import json
 import math
 import shutil
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -137,11 +138,20 @@ def load_config(path: str | Path) -> ModelConfig:
         raise CheckpointError(f"{cfg_path}: {exc}") from exc
 
 
-def check_state_dict(model: SparseTransformer, tensors: dict[str, torch.Tensor], source: str) -> None:
-    """Raise CheckpointError unless `tensors` has exactly the model's keys and shapes."""
+def check_state_dict(
+    model: SparseTransformer,
+    tensors: dict[str, torch.Tensor],
+    source: str,
+    display: Callable[[str], str] = str,
+) -> None:
+    """Raise CheckpointError unless `tensors` has exactly the model's stored keys and shapes.
+
+    A tied unembedding is expected once, as the embedding. `display` maps our tensor names
+    to the names the user's file uses (e.g. an imported checkpoint's own names).
+    """
     expected = {k: tuple(v.shape) for k, v in _tensors_to_save(model).items()}
-    missing = sorted(set(expected) - set(tensors))
-    unexpected = sorted(set(tensors) - set(expected))
+    missing = sorted(display(k) for k in set(expected) - set(tensors))
+    unexpected = sorted(display(k) for k in set(tensors) - set(expected))
     problems = []
     if missing:
         problems.append(f"missing tensors: {', '.join(missing)}")
@@ -149,7 +159,7 @@ def check_state_dict(model: SparseTransformer, tensors: dict[str, torch.Tensor],
         problems.append(f"unexpected tensors: {', '.join(unexpected)}")
     for k in sorted(set(expected) & set(tensors)):
         if tuple(tensors[k].shape) != expected[k]:
-            problems.append(f"{k} has shape {tuple(tensors[k].shape)}, config expects {expected[k]}")
+            problems.append(f"{display(k)} has shape {tuple(tensors[k].shape)}, config expects {expected[k]}")
     if problems:
         raise CheckpointError(f"{source} does not match its config: " + "; ".join(problems))
 

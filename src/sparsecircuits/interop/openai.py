@@ -24,7 +24,7 @@ import torch
 from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers
 
 from sparsecircuits.atomic import atomic_dir
-from sparsecircuits.checkpoint import save_checkpoint
+from sparsecircuits.checkpoint import check_state_dict, save_checkpoint
 from sparsecircuits.data.tokenizer import EOT, load_tokenizer
 from sparsecircuits.errors import CheckpointError, InputError
 from sparsecircuits.model import LOCATIONS, ModelConfig, SparseTransformer
@@ -302,33 +302,15 @@ def convert_reference(
     if has_final_bias:
         tensors["final_logits_bias"] = final_bias.to(torch.float32)
         names["final_logits_bias"] = "final_logits_bias"
-    if cfg.tied_embeddings and "embed.weight" in tensors:
+    if cfg.tied_embeddings:
+        tensors.pop("unembed.weight", None)  # a tied head is the embedding, whatever the file holds
+    check_state_dict(model, tensors, sd_source, display=lambda k: names.get(k) or ours_to_reference(k))
+    if cfg.tied_embeddings:
         tensors["unembed.weight"] = tensors["embed.weight"]
-        names["unembed.weight"] = "lm_head.weight"
-    _match_state(model, tensors, names, sd_source)
     model.load_state_dict(tensors, strict=True)
     model.eval()
     return ImportResult(model=model, reference_config=dict(reference_config),
                         warnings=tuple(warnings), ignored_fields=tuple(ignored))
-
-
-def _match_state(
-    model: SparseTransformer, tensors: dict[str, torch.Tensor], names: dict[str, str], source: str
-) -> None:
-    """Raise CheckpointError, in reference tensor names, unless keys and shapes match exactly."""
-    expected = {k: tuple(v.shape) for k, v in model.state_dict().items()}
-    problems = []
-    missing = sorted(ours_to_reference(k) for k in set(expected) - set(tensors))
-    unexpected = sorted(names[k] for k in set(tensors) - set(expected))
-    if missing:
-        problems.append(f"missing tensors {', '.join(missing)}")
-    if unexpected:
-        problems.append(f"unexpected tensors {', '.join(unexpected)}")
-    for k in sorted(set(expected) & set(tensors)):
-        if tuple(tensors[k].shape) != expected[k]:
-            problems.append(f"{names[k]} has shape {tuple(tensors[k].shape)}, the config implies {expected[k]}")
-    if problems:
-        raise CheckpointError(f"{source} does not match its config: " + "; ".join(problems))
 
 
 def load_reference(src_dir: str | Path) -> ImportResult:
