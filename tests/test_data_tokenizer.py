@@ -2,17 +2,22 @@
 
 from __future__ import annotations
 
+import random
+
 import pytest
+from tokenizers import Tokenizer, pre_tokenizers
 
 from sparsecircuits.data.sources import iter_texts
 from sparsecircuits.data.tokenizer import (
     EOT,
+    BatchEncoder,
     decode,
     encode,
     encode_batch,
     eot_id,
     load_tokenizer,
     save_tokenizer,
+    split_at_line_starts,
     train_tokenizer,
 )
 from sparsecircuits.errors import InputError
@@ -55,6 +60,44 @@ def test_eot_is_the_last_id_and_can_be_appended(stdlib_tokenizer) -> None:
 
 def test_encode_batch_matches_encode(stdlib_tokenizer) -> None:
     assert encode_batch(stdlib_tokenizer, TRICKY) == [encode(stdlib_tokenizer, t) for t in TRICKY]
+
+
+def test_encode_batch_in_pieces_matches_whole_documents(stdlib_tokenizer) -> None:
+    rng = random.Random(0)
+    alphabet = ["\n", "\r\n", "\r", "\n\n\n", " ", "    ", "\t", "x", " y", "1234", "==", "(", "é", "😀", EOT]
+    docs = ["".join(rng.choice(alphabet) for _ in range(rng.randrange(0, 400))) for _ in range(40)]
+    docs += TRICKY
+    expected = [encode(stdlib_tokenizer, d) for d in docs]
+    for piece_chars in (1, 7, 64):
+        assert encode_batch(stdlib_tokenizer, docs, piece_chars=piece_chars) == expected
+
+
+def test_ascii_route_gives_the_same_ids(stdlib_tokenizer) -> None:
+    rng = random.Random(1)
+    alphabet = [chr(i) for i in range(128)] + ["    ", "\n", " x", "def ", "12345", "_a", " _"]
+    docs = ["".join(rng.choice(alphabet) for _ in range(rng.randrange(0, 300))) for _ in range(300)]
+    encoder = BatchEncoder(stdlib_tokenizer)
+    assert encoder.ascii_tok is not None
+    assert encoder(docs) == [encode(stdlib_tokenizer, d) for d in docs]
+
+
+def test_ascii_route_is_off_for_other_pre_tokenizers(stdlib_tokenizer) -> None:
+    other = Tokenizer.from_str(stdlib_tokenizer.to_str())
+    other.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    encoder = BatchEncoder(other)
+    assert encoder.ascii_tok is None
+    docs = ["def f(x):\n    return x  # café\n", "a  b\tc"]
+    assert encoder(docs) == [encode(other, d) for d in docs]
+    assert encoder(docs) != encode_batch(stdlib_tokenizer, docs)
+
+
+def test_split_at_line_starts_cuts_only_after_newline_runs() -> None:
+    text = "a\nb\r\n\r\nccc\n\n\n" + "d" * 50 + "\ne"
+    pieces = split_at_line_starts(text, 1)
+    assert "".join(pieces) == text
+    assert pieces == ["a\n", "b\r\n\r\n", "ccc\n\n\n", "d" * 50 + "\n", "e"]
+    assert split_at_line_starts(text, len(text)) == [text]
+    assert split_at_line_starts("no newline " * 10, 5) == ["no newline " * 10]
 
 
 def test_pretokenizer_keeps_python_structure(stdlib_tokenizer) -> None:

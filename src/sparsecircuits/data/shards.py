@@ -19,7 +19,7 @@ import numpy as np
 import torch
 from tokenizers import Tokenizer
 
-from sparsecircuits.data.tokenizer import encode_batch, eot_id
+from sparsecircuits.data.tokenizer import BatchEncoder, eot_id
 from sparsecircuits.errors import InputError
 
 SHARDS_FORMAT = "sparsecircuits.shards/1"
@@ -47,6 +47,7 @@ def write_tokens(
     chunk of n documents.
     """
     eot = np.array([eot_id(tok)], dtype=dtype)
+    encode = BatchEncoder(tok)
     total, seconds = 0, 0.0
     with open(path, "wb") as fh:
         start = 0
@@ -56,7 +57,7 @@ def write_tokens(
                 chars += len(texts[stop])
                 stop += 1
             t0 = time.perf_counter()
-            encoded = encode_batch(tok, texts[start:stop])
+            encoded = encode(texts[start:stop])
             parts = []
             for ids in encoded:
                 parts.append(np.array(ids, dtype=dtype))

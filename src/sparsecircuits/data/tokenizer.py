@@ -14,12 +14,14 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
-from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers, trainers
+from tokenizers import Regex, Tokenizer, decoders, models, normalizers, pre_tokenizers, trainers
 
 from sparsecircuits.atomic import atomic_write_text
 from sparsecircuits.errors import InputError
 
 EOT = "<|endoftext|>"
+# Documents longer than this are encoded in pieces (see `encode_batch`).
+PIECE_CHARS = 16_384
 
 # Alternatives are tried left to right at each position (see the module docstring).
 PRETOKENIZE_PATTERN = (
@@ -28,6 +30,21 @@ PRETOKENIZE_PATTERN = (
     r"| ?[^\s\p{L}\p{N}_]+"  # run of punctuation, optionally after one space
     r"|[\r\n]+"  # run of newlines
     r"|[^\S\r\n]+"  # run of spaces, tabs and other horizontal whitespace
+)
+
+# The same pattern over byte-level characters, valid for ASCII text only: "\u0120" is the
+# space, "\u010a"/"\u010d" are \n/\r, "\u0109"/"\u010b"/"\u010c" are \t/\v/\f, and the other
+# control bytes map to "\u0100"-"\u0108", "\u010e"-"\u011f" and "\u0121" (they count as punctuation).
+_SPACE = r"\x{0120}"
+_NEWLINE = r"\x{010A}\x{010D}"
+_HSPACE = r"\x{0109}\x{010B}\x{010C}\x{0120}"
+_PUNCT = r"!-/:-@\[-\^`{-~\x{0100}-\x{0108}\x{010E}-\x{011F}\x{0121}"
+ASCII_PRETOKENIZE_PATTERN = (
+    rf"(?:{_SPACE}|[{_PUNCT}])?[A-Za-z_][A-Za-z0-9_]*"
+    rf"|{_SPACE}?[0-9]{{1,3}}"
+    rf"|{_SPACE}?[{_PUNCT}]+"
+    rf"|[{_NEWLINE}]+"
+    rf"|[{_HSPACE}]+"
 )
 
 
@@ -42,6 +59,18 @@ def _empty_tokenizer() -> Tokenizer:
     )
     tok.decoder = decoders.ByteLevel()
     return tok
+
+
+def _ascii_variant(tok: Tokenizer) -> Tokenizer | None:
+    """A copy of `tok` for pure-ASCII text (see `BatchEncoder`), or None when `tok` does
+    not use this module's pre-tokenizer (e.g. an imported GPT-2 style tokenizer)."""
+    ours = _empty_tokenizer().pre_tokenizer.__getstate__()
+    if tok.normalizer is not None or tok.pre_tokenizer is None or tok.pre_tokenizer.__getstate__() != ours:
+        return None
+    fast = Tokenizer.from_str(tok.to_str())
+    fast.normalizer = normalizers.ByteLevel()
+    fast.pre_tokenizer = pre_tokenizers.Split(Regex(ASCII_PRETOKENIZE_PATTERN), behavior="isolated")
+    return _finish(fast)
 
 
 def _finish(tok: Tokenizer) -> Tokenizer:
@@ -121,12 +150,65 @@ def encode(tok: Tokenizer, text: str, *, append_eot: bool = False) -> list[int]:
     return ids
 
 
-def encode_batch(tok: Tokenizer, texts: Sequence[str]) -> list[list[int]]:
+def split_at_line_starts(text: str, piece_chars: int) -> list[str]:
+    """`text` cut into pieces of about `piece_chars` characters, each cut just after a run of
+    newlines. No pre-token spans such a cut (a run of newlines is a pre-token of its own),
+    so the pieces' token ids, concatenated, are exactly the ids of `text`.
+    """
+    pieces, start = [], 0
+    while len(text) - start > piece_chars:
+        cut = text.find("\n", start + piece_chars)
+        if cut < 0:
+            break
+        cut += 1
+        while cut < len(text) and text[cut] in "\r\n":
+            cut += 1
+        pieces.append(text[start:cut])
+        start = cut
+    pieces.append(text[start:])
+    return pieces
+
+
+class BatchEncoder:
+    """Encodes many documents at once with `tok`: the same ids as `encode` on each, faster.
+
+    Long documents are cut at line starts into pieces of about `piece_chars` characters,
+    so the Rust thread pool gets many similar-sized work items. Pure-ASCII pieces go
+    through a copy of `tok` that maps the whole piece to byte-level characters once and
+    pre-tokenizes the mapped text with `ASCII_PRETOKENIZE_PATTERN`, instead of mapping
+    every pre-token separately (about 1.2x faster; benchmarks/RESULTS.md).
+    """
+
+    def __init__(self, tok: Tokenizer, piece_chars: int = PIECE_CHARS) -> None:
+        self.tok = _finish(tok)
+        self.ascii_tok = _ascii_variant(tok)
+        self.piece_chars = piece_chars
+
+    def __call__(self, texts: Sequence[str]) -> list[list[int]]:
+        """Token ids of each text, no separators."""
+        owner, pieces = [], []
+        for i, text in enumerate(texts):
+            parts = split_at_line_starts(text, self.piece_chars)
+            owner += [i] * len(parts)
+            pieces += parts
+        fast = [self.ascii_tok is not None and p.isascii() for p in pieces]
+        ids: list[list[int]] = [[] for _ in pieces]
+        for tok, use in ((self.ascii_tok, True), (self.tok, False)):
+            which = [j for j, f in enumerate(fast) if f == use]
+            if which:
+                # encode_batch_fast (tokenizers >= 0.21) skips computing character offsets.
+                batch = getattr(tok, "encode_batch_fast", tok.encode_batch)
+                for j, enc in zip(which, batch([pieces[j] for j in which], add_special_tokens=False), strict=True):
+                    ids[j] = enc.ids
+        out: list[list[int]] = [[] for _ in texts]
+        for i, piece_ids in zip(owner, ids, strict=True):
+            out[i] += piece_ids
+        return out
+
+
+def encode_batch(tok: Tokenizer, texts: Sequence[str], piece_chars: int = PIECE_CHARS) -> list[list[int]]:
     """Token ids of many documents at once (multi-threaded in Rust), no separators."""
-    tok.encode_special_tokens = True
-    # encode_batch_fast (tokenizers >= 0.21) skips computing character offsets.
-    batch = getattr(tok, "encode_batch_fast", tok.encode_batch)
-    return [e.ids for e in batch(list(texts), add_special_tokens=False)]
+    return BatchEncoder(tok, piece_chars)(texts)
 
 
 def decode(tok: Tokenizer, ids: Sequence[int]) -> str:
