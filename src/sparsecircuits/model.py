@@ -317,22 +317,36 @@ class Block(nn.Module):
         self.hook_attn_out = HookPoint()
         self.hook_mlp_out = HookPoint()
 
-    def _residual(self, x: torch.Tensor) -> torch.Tensor:
+    def residual_add(self, x: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
+        """The residual stream after adding a sublayer's output `out` to `x`."""
+        x = x + out
         return torch.relu(x) if self.cfg.residual_activation == "relu" else x
 
-    def forward(self, x: torch.Tensor, pos: torch.Tensor | None) -> torch.Tensor:
+    def forward(
+        self, x: torch.Tensor, pos: torch.Tensor | None, at: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """The block on residual `x` [B, T, d]; `pos` are concatenated positions or None.
+
+        With `at` [B] (one position per row), attention still reads every position but
+        everything after it runs only at row i's position at[i]: the result is [B, 1, d].
+        """
         cfg = self.cfg
         x = self.hook_resid_pre(x)
         a_in = self.ln_1(x)
         if pos is not None:
             a_in = torch.cat([a_in, self.ln_p1(pos).expand(x.shape[0], -1, -1)], dim=-1)
-        attn_out = self.hook_attn_out(_maybe_topk(cfg, "attn_out", self.attn(a_in)))
-        x = self.hook_resid_mid(self._residual(x + attn_out))
+        attn = self.attn(a_in)
+        if at is not None:
+            rows = torch.arange(x.shape[0], device=x.device)
+            attn, x = attn[rows, at].unsqueeze(1), x[rows, at].unsqueeze(1)
+            pos = None if pos is None else pos[0, at].unsqueeze(1)
+        attn_out = self.hook_attn_out(_maybe_topk(cfg, "attn_out", attn))
+        x = self.hook_resid_mid(self.residual_add(x, attn_out))
         m_in = self.ln_2(x)
         if pos is not None:
             m_in = torch.cat([m_in, self.ln_p2(pos).expand(x.shape[0], -1, -1)], dim=-1)
         mlp_out = self.hook_mlp_out(_maybe_topk(cfg, "mlp_out", self.mlp(m_in)))
-        return self.hook_resid_post(self._residual(x + mlp_out))
+        return self.hook_resid_post(self.residual_add(x, mlp_out))
 
 
 class SparseTransformer(HookedModule):
@@ -418,17 +432,30 @@ class SparseTransformer(HookedModule):
         if T > self.cfg.n_ctx:
             raise ValueError(f"sequence length {T} exceeds the model context n_ctx={self.cfg.n_ctx}")
         x = self.embed(tokens)
-        pos = None
-        if self.pos_embed is not None:
-            p = self.pos_embed.weight[:T].unsqueeze(0)
-            if self.cfg.positional == "learned":
-                x = x + p
-            else:
-                pos = p
+        pos = self.positions(T)
+        if self.cfg.positional == "learned":
+            x, pos = x + pos, None
         x = self.hook_embed(x)
         for block in self.blocks:
             x = block(x, pos)
-        logits = self.unembed(self.ln_final(x))
+        return self.logits(x, tokens)
+
+    def positions(self, n: int) -> torch.Tensor | None:
+        """Position embeddings of the first `n` positions [1, n, d], or None without any.
+
+        Learned positions are added to the token embedding; concatenated ones are the
+        second argument of every block.
+        """
+        return None if self.pos_embed is None else self.pos_embed.weight[:n].unsqueeze(0)
+
+    def logits(self, x: torch.Tensor, tokens: torch.Tensor, at: torch.Tensor | None = None) -> torch.Tensor:
+        """Logits [B, T, vocab] from the final residual stream `x` [B, T, d] at input `tokens`
+        [B, T]; with `at` [B], only at row i's position at[i] (after the final norm): [B, vocab]."""
+        x = self.ln_final(x)
+        if at is not None:
+            rows = torch.arange(x.shape[0], device=x.device)
+            x, tokens = x[rows, at], tokens[rows, at]
+        logits = self.unembed(x)
         if self.final_logits_bias is not None:
             logits = logits + self.final_logits_bias
         if self.bigram_table is not None:

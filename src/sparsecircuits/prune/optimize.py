@@ -16,7 +16,7 @@ from tqdm.auto import tqdm
 
 from sparsecircuits.circuit import node_hooks
 from sparsecircuits.errors import InputError
-from sparsecircuits.model import LOCATIONS, SparseTransformer, _maybe_topk
+from sparsecircuits.model import LOCATIONS, SparseTransformer
 from sparsecircuits.prune.ablation import ABLATIONS
 from sparsecircuits.prune.masks import NodeMasks, frozen_norms, record_norm_scales
 from sparsecircuits.tasks import TaskBatch, task_loss
@@ -140,26 +140,9 @@ def last_logits(model: SparseTransformer, tokens: torch.Tensor, last_pos: torch.
     finally:
         handle.remove()
     x, pos = captured[0]
-    cfg = block.cfg
-    rows = torch.arange(tokens.shape[0], device=tokens.device)
-    x = block.hook_resid_pre(x)
-    a_in = block.ln_1(x)
-    if pos is not None:
-        a_in = torch.cat([a_in, block.ln_p1(pos).expand(x.shape[0], -1, -1)], dim=-1)
-    attn = block.attn(a_in)[rows, last_pos].unsqueeze(1)
-    attn_out = block.hook_attn_out(_maybe_topk(cfg, "attn_out", attn))
-    x = block.hook_resid_mid(block._residual(x[rows, last_pos].unsqueeze(1) + attn_out))
-    m_in = block.ln_2(x)
-    if pos is not None:
-        m_in = torch.cat([m_in, block.ln_p2(pos[0, last_pos].unsqueeze(1))], dim=-1)
-    mlp_out = block.hook_mlp_out(_maybe_topk(cfg, "mlp_out", block.mlp(m_in)))
-    x = block.hook_resid_post(block._residual(x + mlp_out))
-    logits = model.unembed(model.ln_final(x)[:, 0])
-    if model.final_logits_bias is not None:
-        logits = logits + model.final_logits_bias
-    if model.bigram_table is not None:
-        logits = logits + model.bigram_table[tokens[rows, last_pos]]
-    return logits
+    x = block(x, pos, at=last_pos)
+    at_last = tokens[torch.arange(tokens.shape[0], device=tokens.device), last_pos]
+    return model.logits(x, at_last.unsqueeze(1))[:, 0]
 
 
 def select_pairs(batch: TaskBatch, idx: torch.Tensor) -> TaskBatch:

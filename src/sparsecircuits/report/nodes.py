@@ -102,21 +102,15 @@ def _final_logits_from(model: SparseTransformer, x: torch.Tensor, start: int, to
                        last_pos: torch.Tensor, added: Mapping[int, tuple[torch.Tensor, torch.Tensor]]) -> torch.Tensor:
     """`model.forward`'s logits at `last_pos` [rows, vocab], from the residual entering block
     `start`; blocks in `added` are not run but add their given (attention, MLP) outputs."""
-    pos = model.pos_embed.weight[: x.shape[1]].unsqueeze(0) if model.cfg.positional == "concat" else None
+    pos = model.positions(x.shape[1]) if model.cfg.positional == "concat" else None
     for layer in range(start, model.cfg.n_layer):
         block = model.blocks[layer]
         if layer in added:
             attn_out, mlp_out = added[layer]
-            x = block._residual(block._residual(x + attn_out) + mlp_out)
+            x = block.residual_add(block.residual_add(x, attn_out), mlp_out)
         else:
             x = block(x, pos)
-    rows = torch.arange(x.shape[0])
-    logits = model.unembed(model.ln_final(x)[rows, last_pos])
-    if model.final_logits_bias is not None:
-        logits = logits + model.final_logits_bias
-    if model.bigram_table is not None:
-        logits = logits + model.bigram_table[tokens[rows, last_pos]]
-    return logits
+    return model.logits(x, tokens, at=last_pos)
 
 
 def _tile(batch: TaskBatch, copies: int) -> TaskBatch:
