@@ -89,10 +89,10 @@ def main() -> int:
 | speedup over one plain `encode_batch_fast` call (median of {REPEATS} paired runs) | {data["speedup_over_plain_library_median"]:.2f}x |
 | whole build (read, train, encode, write) | {total_seconds:.1f} s |
 
-Target: at least 1M tokens/s encoding on 2 cores. The machine was shared with other jobs
-(1-minute load average {load}); identical runs vary by up to 2x, and the repeats show
-the spread. Tokens per CPU-second is less sensitive to other jobs: twice it estimates the
-throughput of 2 idle cores.
+Target: at least 1M tokens/s encoding on 2 cores: {"met" if min(summary.tokens_per_second, data["repeat_tokens_per_second_median"]) >= 1e6 else "**missed**"} (in the build and as the median of the repeats).
+1-minute load average {load}. On this (virtual) machine identical runs have varied by up
+to 2x between sessions, so the speedup is measured as paired ratios within one run.
+Tokens per CPU-second counts both threads' time.
 """
     write_results("corpus", data, markdown)
     print("\n".join(summary.lines()[:-1]))

@@ -279,7 +279,7 @@ def test_check_reasons_read_as_their_outcome():
     assert set(passed) == {"sufficiency", "necessity", *controls}
     assert "within the target" in passed["sufficiency"]
     assert "only at more than 2x" in passed["random_init"]
-    assert "does not reach the target" in passed["nonsense_task"]
+    assert passed["nonsense_task"] == "pruning a nonsense task does not reach the target loss (5 nodes, 0.50x the circuit)"
     assert "similar nodes" in passed["seeds"] and "as in the full model" in passed["activation_agreement"]
     assert not any("also reaches" in r or "above the target" in r for r in passed.values())
     failed = verdict(_metrics(circuit=0.4), {"random_init": _pruned(True, 1.0)}, 0.15)["checks"]
