@@ -20,7 +20,7 @@ from sparsecircuits.atomic import atomic_write_text
 from sparsecircuits.errors import InputError
 
 EOT = "<|endoftext|>"
-# Documents longer than this are encoded in pieces (see `encode_batch`).
+# Documents longer than this are encoded in pieces (see `BatchEncoder`).
 PIECE_CHARS = 16_384
 
 # Alternatives are tried left to right at each position (see the module docstring).
