@@ -5,7 +5,7 @@ from __future__ import annotations
 import random
 
 import pytest
-from tokenizers import Tokenizer, pre_tokenizers
+from tokenizers import Tokenizer, models, pre_tokenizers, trainers
 
 from sparsecircuits.data.sources import iter_texts
 from sparsecircuits.data.tokenizer import (
@@ -89,6 +89,19 @@ def test_ascii_route_is_off_for_other_pre_tokenizers(stdlib_tokenizer) -> None:
     docs = ["def f(x):\n    return x  # café\n", "a  b\tc"]
     assert encoder(docs) == [encode(other, d) for d in docs]
     assert encoder(docs) != encode_batch(stdlib_tokenizer, docs)
+
+
+def test_documents_are_not_cut_for_other_pre_tokenizers() -> None:
+    # GPT-2 style whitespace pre-tokens span newlines, and such a vocabulary merges "\n" with spaces
+    texts = list(iter_texts(["stdlib"], max_files=40))
+    gpt2 = Tokenizer(models.BPE())
+    gpt2.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    gpt2.train_from_iterator(texts, trainers.BpeTrainer(
+        vocab_size=600, initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False))
+    doc = "def f():\n\n        return 1\n" * 20
+    encoder = BatchEncoder(gpt2, piece_chars=8)
+    assert encoder.piece_chars is None and encoder.ascii_tok is None
+    assert encoder([doc]) == [encode(gpt2, doc)]
 
 
 def test_split_at_line_starts_cuts_only_after_newline_runs() -> None:

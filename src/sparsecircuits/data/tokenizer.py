@@ -61,12 +61,15 @@ def _empty_tokenizer() -> Tokenizer:
     return tok
 
 
-def _ascii_variant(tok: Tokenizer) -> Tokenizer | None:
-    """A copy of `tok` for pure-ASCII text (see `BatchEncoder`), or None when `tok` does
-    not use this module's pre-tokenizer (e.g. an imported GPT-2 style tokenizer)."""
+def _has_our_pre_tokenizer(tok: Tokenizer) -> bool:
+    """Whether `tok` splits text exactly as this module's tokenizers do (not, e.g., an
+    imported GPT-2 style tokenizer, whose whitespace pre-tokens can span a newline)."""
     ours = _empty_tokenizer().pre_tokenizer.__getstate__()
-    if tok.normalizer is not None or tok.pre_tokenizer is None or tok.pre_tokenizer.__getstate__() != ours:
-        return None
+    return tok.normalizer is None and tok.pre_tokenizer is not None and tok.pre_tokenizer.__getstate__() == ours
+
+
+def _ascii_variant(tok: Tokenizer) -> Tokenizer:
+    """A copy of `tok` (which has our pre-tokenizer) for pure-ASCII text (see `BatchEncoder`)."""
     fast = Tokenizer.from_str(tok.to_str())
     fast.normalizer = normalizers.ByteLevel()
     fast.pre_tokenizer = pre_tokenizers.Split(Regex(ASCII_PRETOKENIZE_PATTERN), behavior="isolated")
@@ -172,24 +175,27 @@ def split_at_line_starts(text: str, piece_chars: int) -> list[str]:
 class BatchEncoder:
     """Encodes many documents at once with `tok`: the same ids as `encode` on each, faster.
 
-    Long documents are cut at line starts into pieces of about `piece_chars` characters,
-    so the Rust thread pool gets many similar-sized work items. Pure-ASCII pieces go
-    through a copy of `tok` that maps the whole piece to byte-level characters once and
-    pre-tokenizes the mapped text with `ASCII_PRETOKENIZE_PATTERN`, instead of mapping
-    every pre-token separately (about 1.15x faster on the stdlib; end to end, with the
-    ids converted to lists, 1.05-1.1x faster than one plain library call: benchmarks/RESULTS.md).
+    When `tok` has this module's pre-tokenizer, long documents are cut at line starts into
+    pieces of about `piece_chars` characters, so the Rust thread pool gets many
+    similar-sized work items, and pure-ASCII pieces go through a copy of `tok` that maps
+    the whole piece to byte-level characters once and pre-tokenizes the mapped text with
+    `ASCII_PRETOKENIZE_PATTERN`, instead of mapping every pre-token separately (about
+    1.15x faster on the stdlib; end to end, with the ids converted to lists, 1.05-1.1x
+    faster than one plain library call: benchmarks/RESULTS.md). Any other tokenizer
+    encodes whole documents, as the library does.
     """
 
     def __init__(self, tok: Tokenizer, piece_chars: int = PIECE_CHARS) -> None:
         self.tok = _finish(tok)
-        self.ascii_tok = _ascii_variant(tok)
-        self.piece_chars = piece_chars
+        ours = _has_our_pre_tokenizer(tok)
+        self.ascii_tok = _ascii_variant(tok) if ours else None
+        self.piece_chars = piece_chars if ours else None
 
     def __call__(self, texts: Sequence[str]) -> list[list[int]]:
         """Token ids of each text, no separators."""
         owner, pieces = [], []
         for i, text in enumerate(texts):
-            parts = split_at_line_starts(text, self.piece_chars)
+            parts = [text] if self.piece_chars is None else split_at_line_starts(text, self.piece_chars)
             owner += [i] * len(parts)
             pieces += parts
         fast = [self.ascii_tok is not None and p.isascii() for p in pieces]
