@@ -17,7 +17,6 @@ from sparsecircuits.tasks import (
     pair_split,
     register_task,
 )
-from sparsecircuits.tasks.suite import single_token_names
 
 TASK_NAMES = [
     "single_double_quote", "bracket_counting", "set_or_string", "set_or_string_fixedvarname",
@@ -92,9 +91,9 @@ def test_task_rules_splits_and_determinism(stdlib_tokenizer, name):
 def test_task_has_at_least_1000_distinct_pairs(stdlib_tokenizer, name):
     """Rule 3: count distinct raw pairs in 3000 draws (tokenizer checks run on the sample above)."""
     task = get_task(name)
-    pool = single_token_names(stdlib_tokenizer)
+    context = task.prepare(stdlib_tokenizer)
     rng = random.Random(0)
-    distinct = {(p.prompt, p.alt_prompt) for p in (task.draw(rng, pool) for _ in range(3000))}
+    distinct = {(p.prompt, p.alt_prompt) for p in (task.draw(rng, context) for _ in range(3000))}
     assert len(distinct) >= 1000
 
 
@@ -151,6 +150,31 @@ def test_tokenizer_without_python_names_is_refused():
     tok = train_tokenizer(["x = 1\ny = 2\n"] * 20, vocab_size=300)
     with pytest.raises(InputError, match=r"task var_if: only \d+ of \d+ common identifiers"):
         get_task("var_if").generate(tok, 5)
+
+
+def _double_bracket_tokenizer():
+    """A 2048-token tokenizer from 150 stdlib files plus code full of nested lists, so that
+    `]]` is one token (as under a tokenizer trained with the installed packages)."""
+    from sparsecircuits.data.sources import iter_texts
+    from sparsecircuits.data.tokenizer import train_tokenizer
+
+    texts = list(iter_texts(["stdlib"], max_files=150))
+    texts += ["grid = [[1, 2], [3, 4]]\nrows = [[a], [b, c]]\n" * 20] * 50
+    return train_tokenizer(texts, vocab_size=2048)
+
+
+@pytest.mark.parametrize("double", [False, True], ids=["stdlib", "double-bracket-token"])
+def test_bracket_counting_follows_the_tokenizer(stdlib_tokenizer, double):
+    """`]]` as one token makes the answer `]]` vs `]` (TASKS.md's form); as two tokens, `]`
+    vs newline. Either way the pairs obey the rules (before, a `]]` token broke rule 1)."""
+    tok = _double_bracket_tokenizer() if double else stdlib_tokenizer
+    has_double = "]]" in tok.get_vocab()
+    assert has_double == double
+    task = get_task("bracket_counting")
+    pairs = task.generate(tok, 100, seed=0, split="train")
+    assert_rules(tok, task, pairs)
+    answers = {(decode(tok, [e.target_id]), decode(tok, [e.alt_id])) for e in pairs}
+    assert answers == ({("]]", "]")} if double else {("]", "\n")})
 
 
 @pytest.mark.slow

@@ -19,6 +19,7 @@ from __future__ import annotations
 import keyword
 import random
 from collections.abc import Callable
+from typing import Any
 
 from tokenizers import Tokenizer
 
@@ -153,14 +154,28 @@ def single_double_quote(rng: random.Random, pool: list[str]) -> Pair:
     )
 
 
-def bracket_counting(rng: random.Random, pool: list[str]) -> Pair:
+def bracket_context(tokenizer: Tokenizer) -> tuple[list[str], bool]:
+    """bracket_counting's context: the name pool, and whether `]]` is one token of the
+    tokenizer (as under one trained on the installed packages) or two (the stdlib's)."""
+    ids = encode(tokenizer, "x = [[1], [2]]\n")
+    return single_token_names(tokenizer), "]]" in (tokenizer.id_to_token(i) for i in ids)
+
+
+def bracket_counting(rng: random.Random, context: tuple[list[str], bool]) -> Pair:
+    """With a `]]` token, the form of TASKS.md: `[[1, 2], [3, 4` -> `]]` vs `[1, 2, 3, 4` ->
+    `]`. Without one, the prompt also holds the inner `]` (else both answers would be `]`)."""
+    pool, double_token = context
     var, arg = rng.sample(pool, 2)
     header, ind = _scope(rng, arg) if rng.random() < 0.5 else ("", "")
     body = _preamble(rng, pool) + header + _filler(rng, pool, ind, {var})
     inner = [[_num(rng) for _ in range(rng.randint(1, 3))] for _ in range(rng.randint(2, 4))]
+    if double_token and len(inner[-1]) == 1:  # both prompts must end in ` N`, not `[N`
+        inner[-1].append(_num(rng))
     nested = ", ".join("[" + ", ".join(xs) + "]" for xs in inner)
     flat = ", ".join(x for xs in inner for x in xs)
     end = f"\n{ind}print({var})\n"
+    if double_token:
+        return Pair(f"{body}{ind}{var} = [{nested[:-1]}", f"]]{end}", f"{body}{ind}{var} = [{flat}", f"]{end}")
     return Pair(f"{body}{ind}{var} = [{nested}", f"]{end}", f"{body}{ind}{var} = [{flat}]", end)
 
 
@@ -414,14 +429,15 @@ def else_elif(rng: random.Random, pool: list[str]) -> Pair:
     )
 
 
-Generator = Callable[[random.Random, list[str]], Pair]
+Generator = Callable[[random.Random, Any], Pair]
 
 # name -> (generator, same_length, description documenting the template)
 SUITE: dict[str, tuple[Generator, bool, str]] = {
     "single_double_quote": (single_double_quote, False,
         "`x = \"some words` -> `\"` vs `x = 'some words` -> `'`: close the string with its opening quote."),
     "bracket_counting": (bracket_counting, False,
-        "`x = [[1, 2], [3, 4]` -> `]` vs `x = [1, 2, 3, 4]` -> newline: is a bracket still open after `]`."),
+        "`x = [[1, 2], [3, 4]` -> `]` vs `x = [1, 2, 3, 4]` -> newline: is a bracket still open after `]`; "
+        "under a tokenizer with a `]]` token, `x = [[1, 2], [3, 4` -> `]]` vs `x = [1, 2, 3, 4` -> `]`."),
     "set_or_string": (set_or_string, False,
         "`s = set()` ... loop ... `s` -> `.` (`.add`) vs `s = \"\"` ... `s` -> ` +=`: the initial type, lines back."),
     "set_or_string_fixedvarname": (set_or_string_fixedvarname, False,
@@ -462,6 +478,10 @@ SUITE: dict[str, tuple[Generator, bool, str]] = {
 }
 
 
+# The context a generator draws from, when it is more than the name pool.
+CONTEXTS: dict[str, Callable[[Tokenizer], Any]] = {"bracket_counting": bracket_context}
+
+
 def _builtin(name: str, gen: Generator, same_length: bool, description: str) -> GeneratorTask:
     return GeneratorTask(
         name=name,
@@ -469,7 +489,7 @@ def _builtin(name: str, gen: Generator, same_length: bool, description: str) -> 
         source="builtin",
         params={"same_length": same_length, "parse": True},
         draw=gen,
-        prepare=single_token_names,
+        prepare=CONTEXTS.get(name, single_token_names),
         same_length=same_length,
         parse=True,
     )
