@@ -153,3 +153,32 @@ def test_pack_with_validation_corpus(run, tmp_path, small_corpus_dir):
     assert copied.manifest_hash == original.manifest_hash
     assert copied.info["subset"].startswith("validation split only")
     assert main(["model", "pack", str(src), "--out", str(tmp_path / "v2"), "--val-corpus", str(tmp_path)]) == 2
+
+
+def test_pack_caps_the_validation_split_at_whole_documents(run, tmp_path, small_corpus_dir):
+    import numpy as np
+
+    from sparsecircuits.data.shards import TokenShards
+
+    _, src = run
+    original = np.asarray(TokenShards.open(small_corpus_dir).val)
+    eot = TokenShards.open(small_corpus_dir).info["eot_id"]
+    cap = len(original) // 3
+    out = pack_checkpoint(src, tmp_path / "capped", val_corpus=small_corpus_dir, val_tokens=cap)
+    copied = TokenShards.open(out / "corpus-val")
+    val = np.asarray(copied.val)
+    assert 0 < len(val) <= cap
+    assert copied.info["val"]["tokens"] == len(val)
+    assert val[-1] == eot
+    docs = [tuple(d) for d in np.split(original, np.flatnonzero(original == eot) + 1) if len(d)]
+    kept = [tuple(d) for d in np.split(val, np.flatnonzero(val == eot) + 1) if len(d)]
+    assert copied.info["val"]["documents"] == len(kept) < len(docs)
+    positions = [docs.index(d) for d in kept]  # every kept document is a whole original one
+    assert positions == sorted(positions)  # in corpus order
+    assert "at most" in copied.info["subset"]
+    again = pack_checkpoint(src, tmp_path / "again", val_corpus=small_corpus_dir, val_tokens=cap)
+    assert np.array_equal(np.asarray(TokenShards.open(again / "corpus-val").val), val)
+    assert main(["model", "pack", str(src), "--out", str(tmp_path / "bad"), "--val-corpus",
+                 str(small_corpus_dir), "--val-tokens", "0"]) == 2
+    assert main(["model", "pack", str(src), "--out", str(tmp_path / "bad"), "--val-tokens", "5"]) == 2
+    assert not (tmp_path / "bad").exists()

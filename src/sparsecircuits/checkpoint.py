@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
@@ -104,6 +105,7 @@ def _write_checkpoint(
     training: dict | None,
     extra_files: tuple[Path, ...] = (),
     val_corpus: str | Path | None = None,
+    val_tokens: int | None = None,
 ) -> Path:
     """Write config, weights, tokenizer, training record and extras into one atomic folder."""
     path = Path(path)
@@ -120,7 +122,7 @@ def _write_checkpoint(
         for extra in extra_files:
             shutil.copyfile(extra, tmp / Path(extra).name)
         if val_corpus is not None:
-            copy_validation_split(val_corpus, tmp / VAL_CORPUS_DIR)
+            copy_validation_split(val_corpus, tmp / VAL_CORPUS_DIR, max_tokens=val_tokens)
     return path
 
 
@@ -277,41 +279,74 @@ def save_compact_checkpoint(
     bigram_dtype: str = "float32",
     extra_files: tuple[Path, ...] = (),
     val_corpus: str | Path | None = None,
+    val_tokens: int | None = None,
 ) -> Path:
     """Write a checkpoint folder in the compact layout (atomically); `extra_files` are copied in.
 
     `bigram_dtype="float16"` halves the bigram table (lossy: the loaded model differs).
-    `val_corpus` (a corpus folder) is copied to `corpus-val/` with its validation split only.
+    `val_corpus` (a corpus folder) is copied to `corpus-val/` with its validation split only,
+    at most `val_tokens` tokens of it (see `copy_validation_split`).
     """
     if bigram_dtype not in HALF_DTYPES:
         raise InputError(f"bigram dtype {bigram_dtype!r} is unknown; choose float32 or float16")
     half = ("bigram_table",) if bigram_dtype == "float16" else ()
     tensors, metadata = compact_tensors(_tensors_to_save(model), half=half)
-    return _write_checkpoint(model, path, tensors, metadata, tokenizer, training, extra_files, val_corpus)
+    return _write_checkpoint(model, path, tensors, metadata, tokenizer, training, extra_files, val_corpus, val_tokens)
 
 
-def copy_validation_split(corpus: str | Path, dest: str | Path) -> Path:
+def copy_validation_split(corpus: str | Path, dest: str | Path, max_tokens: int | None = None) -> Path:
     """Copy a corpus folder's validation split, tokenizer and shards.json (train split emptied,
-    manifest hash kept, `subset` noted) to `dest`: enough for mean ablation and snippets."""
+    manifest hash kept, `subset` noted) to `dest`: enough for mean ablation and snippets.
+
+    With `max_tokens`, only whole documents are kept, drawn in a fixed pseudo-random order
+    (seed 0) until the next would not fit, then written in their corpus order: a sample of
+    every source rather than the first files, small enough to ship with a model.
+    """
     corpus, dest = Path(corpus), Path(dest)
+    if max_tokens is not None and max_tokens < 1:
+        raise InputError(f"--val-tokens must be at least 1, not {max_tokens}")
     try:
         info = json.loads((corpus / "shards.json").read_text(encoding="utf-8"))
         val_file, train_file = info["val"]["file"], info["train"]["file"]
         tokenizer = info.get("tokenizer", TOKENIZER_FILE)
+        dtype, eot = np.dtype(info["dtype"]), int(info["eot_id"])
     except (OSError, json.JSONDecodeError, KeyError, TypeError) as exc:
         raise InputError(f"--val-corpus {corpus}: not a corpus folder with a valid shards.json ({exc})") from exc
     dest.mkdir(parents=True, exist_ok=True)
-    shutil.copyfile(corpus / val_file, dest / val_file)
+    note = f"validation split only, copied from {corpus.name}"
+    if max_tokens is None or info["val"]["tokens"] <= max_tokens:
+        shutil.copyfile(corpus / val_file, dest / val_file)
+    else:
+        docs = _documents(np.fromfile(corpus / val_file, dtype=dtype), eot)
+        kept, total = [], 0
+        for i in np.random.default_rng(0).permutation(len(docs)):
+            if total + len(docs[i]) <= max_tokens:
+                kept.append(int(i))
+                total += len(docs[i])
+        if not kept:
+            raise InputError(f"--val-tokens {max_tokens}: every validation document of {corpus} is longer")
+        np.concatenate([docs[i] for i in sorted(kept)]).tofile(dest / val_file)
+        info["val"] = {**info["val"], "tokens": total, "documents": len(kept)}
+        note += f", {len(kept)} of its documents (at most {max_tokens:,} tokens)"
     shutil.copyfile(corpus / tokenizer, dest / tokenizer)
     (dest / train_file).write_bytes(b"")
     info["train"] = {**info["train"], "tokens": 0, "documents": 0}
-    info["subset"] = f"validation split only, copied from {corpus.name}"
+    info["subset"] = note
     (dest / "shards.json").write_text(json.dumps(info, indent=1, sort_keys=True) + "\n", encoding="utf-8")
     return dest
 
 
+def _documents(tokens: np.ndarray, eot: int) -> list[np.ndarray]:
+    """Split a flat token array into documents, each with its trailing `eot` separator."""
+    return [doc for doc in np.split(tokens, np.flatnonzero(tokens == eot) + 1) if len(doc)]
+
+
 def pack_checkpoint(
-    src: str | Path, out: str | Path, bigram_dtype: str = "float16", val_corpus: str | Path | None = None
+    src: str | Path,
+    out: str | Path,
+    bigram_dtype: str = "float16",
+    val_corpus: str | Path | None = None,
+    val_tokens: int | None = None,
 ) -> Path:
     """Re-save checkpoint folder `src` (a run or a checkpoint) in the compact layout at `out`,
     with its tokenizer.json, training.json and metrics.jsonl when present, and optionally the
@@ -321,7 +356,7 @@ def pack_checkpoint(
     extras = tuple(p for p in (src / METRICS_FILE,) if p.is_file())
     return save_compact_checkpoint(
         ckpt.model, out, tokenizer=ckpt.tokenizer_path, training=ckpt.training,
-        bigram_dtype=bigram_dtype, extra_files=extras, val_corpus=val_corpus,
+        bigram_dtype=bigram_dtype, extra_files=extras, val_corpus=val_corpus, val_tokens=val_tokens,
     )
 
 

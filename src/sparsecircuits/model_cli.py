@@ -15,6 +15,7 @@ from sparsecircuits.checkpoint import (
     model_fingerprint,
     pack_checkpoint,
 )
+from sparsecircuits.errors import InputError
 from sparsecircuits.model import node_table_markdown
 from sparsecircuits.sparsity import sparsity_report
 
@@ -48,8 +49,11 @@ def _nodes(args: argparse.Namespace) -> int:
 
 @torch.no_grad()
 def _pack(args: argparse.Namespace) -> int:
+    if args.val_tokens is not None and args.val_corpus is None:
+        raise InputError("--val-tokens needs --val-corpus")
     source = load_checkpoint(args.run)
-    out = pack_checkpoint(args.run, args.out, bigram_dtype=args.bigram_dtype, val_corpus=args.val_corpus)
+    out = pack_checkpoint(args.run, args.out, bigram_dtype=args.bigram_dtype, val_corpus=args.val_corpus,
+                          val_tokens=args.val_tokens)
     packed = load_checkpoint(out)
     cfg = source.config
     tokens = torch.randint(0, cfg.vocab_size, (4, cfg.n_ctx), generator=torch.Generator().manual_seed(0))
@@ -90,4 +94,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                       help="storage dtype of the bigram table (default float16)")
     pack.add_argument("--val-corpus", metavar="CORPUS",
                       help="also copy this corpus's validation split to OUT/corpus-val (for mean ablation)")
+    pack.add_argument("--val-tokens", type=int, metavar="N",
+                      help="with --val-corpus, keep whole validation documents, a seeded sample "
+                           "of at most N tokens (default: the whole split)")
     pack.set_defaults(func=_pack)
