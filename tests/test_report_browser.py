@@ -187,3 +187,18 @@ def test_index_page_links_reports_and_drops_unsafe_links(tmp_path, browser):
     assert rows.nth(2).locator(".verdict").text_content() == "not validated"
     assert EVIL in rows.nth(2).text_content()
     assert p.errors == [] and p.dialogs == []
+
+
+def test_readme_screenshot_script_opens_the_most_important_node(tmp_path):
+    import subprocess
+    import sys
+
+    data = synthetic_report_data()
+    path = write_report(data, tmp_path / "circuit.html")
+    shot = tmp_path / "shot.png"
+    script = Path(__file__).parents[1] / "docs" / "screenshots" / "shoot.py"
+    out = subprocess.run([sys.executable, str(script), str(path), "--out", str(shot)],
+                         capture_output=True, text=True, check=True).stdout
+    top = max((n for n in data["nodes"] if n["delta_loss"] is not None), key=lambda n: n["delta_loss"])
+    assert out.strip() == f"{shot} (node {top['id']})"
+    assert shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and shot.stat().st_size > 10_000
