@@ -14,6 +14,7 @@ import pytest
 import sparsecircuits.demo as demo
 from sparsecircuits.checkpoint import pack_checkpoint
 from sparsecircuits.cli import main
+from sparsecircuits.data.shards import TokenShards
 
 TASK = "single_double_quote"
 
@@ -117,10 +118,13 @@ def test_reduced_demo_writes_parseable_outputs(use_bundle, tmp_path, capsys):
     by_kind = {c["kind"]: c for c in summary["circuits"]}
     assert row["sparse_edges"] == by_kind["sparse"]["n_edges"]
     assert row["dense_edges"] == by_kind["dense"]["n_edges"]
-    for card in summary["models"].values():
+    for kind, card in summary["models"].items():
         assert card["nonzeros"]["all"]["nonzero"] > 0
-        # the loaded (float16-bigram) model on the training run's own validation windows
-        assert card["val_loss"] == pytest.approx(card["val_loss_at_training"], abs=0.01)
+        val = TokenShards.open(use_bundle / f"small-{kind}" / "corpus-val").info["val"]
+        # the loaded (float16-bigram) model on the training run's own validation windows, or,
+        # where only a sample of the split was shipped, on windows of that sample
+        tolerance = 0.15 if "sample_of" in val else 0.01
+        assert card["val_loss"] == pytest.approx(card["val_loss_at_training"], abs=tolerance)
     # a second run into the same folder replaces the first
     assert main(args + ["--no-dense"]) == 0
     assert not (out / "circuits" / TASK / "dense").exists()

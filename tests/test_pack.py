@@ -173,6 +173,7 @@ def test_pack_caps_the_validation_split_at_whole_documents(run, tmp_path, small_
     docs = [tuple(d) for d in np.split(original, np.flatnonzero(original == eot) + 1) if len(d)]
     kept = [tuple(d) for d in np.split(val, np.flatnonzero(val == eot) + 1) if len(d)]
     assert copied.info["val"]["documents"] == len(kept) < len(docs)
+    assert copied.info["val"]["sample_of"] == {"tokens": len(original), "documents": len(docs)}
     positions = [docs.index(d) for d in kept]  # every kept document is a whole original one
     assert positions == sorted(positions)  # in corpus order
     assert "at most" in copied.info["subset"]

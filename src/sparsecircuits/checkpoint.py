@@ -326,7 +326,8 @@ def copy_validation_split(corpus: str | Path, dest: str | Path, max_tokens: int 
         if not kept:
             raise InputError(f"--val-tokens {max_tokens}: every validation document of {corpus} is longer")
         np.concatenate([docs[i] for i in sorted(kept)]).tofile(dest / val_file)
-        info["val"] = {**info["val"], "tokens": total, "documents": len(kept)}
+        whole = {"tokens": info["val"]["tokens"], "documents": info["val"]["documents"]}
+        info["val"] = {**info["val"], "tokens": total, "documents": len(kept), "sample_of": whole}
         note += f", {len(kept)} of its documents (at most {max_tokens:,} tokens)"
     shutil.copyfile(corpus / tokenizer, dest / tokenizer)
     (dest / train_file).write_bytes(b"")

@@ -390,8 +390,10 @@ def run_demo(cfg: DemoConfig, log: Callable[[str], Any] = print) -> DemoResult:
 
 @torch.no_grad()
 def validation_loss(model: DemoModel) -> float:
-    """Language-model loss of the loaded model on the validation windows its training
-    evaluated on (same seeded draw from the same validation split, when the recipe is known)."""
+    """Language-model loss of the loaded model on validation windows drawn as its training
+    drew them (same seed and batch shape, when the recipe is known) from the checkpoint's
+    `corpus-val/`: the training run's own windows when the whole split was shipped, else
+    windows of the shipped sample (`model pack --val-tokens`)."""
     import numpy as np
     import torch.nn.functional as F
 
