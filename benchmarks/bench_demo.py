@@ -6,7 +6,8 @@ Runs the demo with its default settings (as `make demo` does) and records in the
 section of RESULTS.md: the wall-clock time and its phases, the bundled models' size,
 validation loss and nonzeros, both models' test loss on every task, and the sparse and
 dense circuit sizes with their geometric means. `--summary` re-renders the section from
-an existing demo summary.json instead of running the demo again.
+an existing demo summary.json instead of running the demo again, keeping the machine, date
+and load recorded in results/demo.json by the run that measured it.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from common import machine, machine_line, write_results
+from common import RESULTS_DIR, machine, machine_line, write_results
 
 from sparsecircuits.demo import DemoConfig, bundled_dir, run_demo
 
@@ -66,7 +67,8 @@ def markdown(summary: dict, info: dict, loads: tuple[float, float], sizes: dict[
         "",
         "### Bundled models (float16 bigram table; every figure measured on the model as loaded)",
         "",
-        "| model | steps | val loss (loaded) | val loss (training run) | nonzero matrix weights | nonzero parameters (all) | folder MB |",
+        "| model | steps | val loss (loaded, on corpus-val) | val loss (training run) | nonzero matrix weights "
+        "| nonzero parameters (all) | folder MB |",
         "|---|---|---|---|---|---|---|",
     ]
     for card in summary["models"].values():
@@ -79,7 +81,9 @@ def markdown(summary: dict, info: dict, loads: tuple[float, float], sizes: dict[
         )
     lines += [
         "",
-        f"Both folders together: {sum(sizes.values()):.1f} MB (limit 25).",
+        f"Both folders together: {sum(sizes.values()):.1f} MB (limit 25). The loaded models' validation loss is "
+        "measured on each folder's `corpus-val/`; where that is a sample of the validation split "
+        "(`model pack --val-tokens`), it differs from the training run's figure by the sample, not the model.",
         "",
         f"### Task losses (test split, {s['eval_pairs']} pairs; solved = loss <= {s['target_loss']})",
         "",
@@ -131,15 +135,18 @@ def main() -> int:
     parser.add_argument("--out", help="demo output folder (default: a temporary folder)")
     parser.add_argument("--summary", help="an existing demo summary.json to record instead of running")
     args = parser.parse_args()
-    info = machine()
-    load_before = os.getloadavg()[0]
     if args.summary:
+        # re-rendering: the machine, date and load are those recorded when the demo ran
         summary = json.loads(Path(args.summary).read_text(encoding="utf-8"))
+        recorded = json.loads((RESULTS_DIR / "demo.json").read_text(encoding="utf-8"))
+        info, loads = recorded["machine"], tuple(recorded["load_average"])
     else:
+        info = machine()
+        load_before = os.getloadavg()[0]
         with tempfile.TemporaryDirectory() as tmp:
             out = Path(args.out) if args.out else Path(tmp) / "demo-out"
             summary = run_demo(DemoConfig(out=out, progress=False)).summary
-    loads = (load_before, os.getloadavg()[0])
+        loads = (load_before, os.getloadavg()[0])
     write_results("demo", {"machine": info, "load_average": loads, "bundle_mb": _bundle_sizes(), "summary": summary},
                   markdown(summary, info, loads, _bundle_sizes()))
     print(f"demo took {summary['seconds']['total']:.0f} s; results: benchmarks/RESULTS.md (demo section)")
