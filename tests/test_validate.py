@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 
 import pytest
 import torch
@@ -258,6 +259,11 @@ def test_verdict_status_and_reasons():
     assert verdict(_metrics(necessity=0.2), {}, 0.15)["status"] == "suspect"
     rand = {"fraction_reaching_target": 0.1}
     assert verdict(_metrics(), {"random_circuits": rand}, 0.15)["status"] == "suspect"
+    # a circuit far better than its own model is suspect; a little better is not
+    v = verdict(replace(_metrics(), full=0.3), {}, 0.15)
+    assert v["status"] == "suspect" and "below the full model's 0.300" in v["reasons"][0]
+    assert verdict(_metrics(circuit=0.05), {}, 0.15)["status"] == "ok"
+    assert verdict(replace(_metrics(), full=0.09), {}, 0.15)["status"] == "ok"
     # thresholds are parameters
     assert verdict(_metrics(), {"random_circuits": rand}, 0.15, Thresholds(random_circuits_max_fraction=0.2))[
         "status"
@@ -276,7 +282,8 @@ def test_check_reasons_read_as_their_outcome():
         "activation_agreement": {"mean": 0.9, "fraction_below": 0.0, "node_min": 0.5},
     }
     passed = {c["name"]: c["reason"] for c in verdict(_metrics(), controls, 0.15)["checks"]}
-    assert set(passed) == {"sufficiency", "necessity", *controls}
+    assert set(passed) == {"sufficiency", "necessity", "not_better_than_full", *controls}
+    assert "does not undercut the full model's 0.010" in passed["not_better_than_full"]
     assert "within the target" in passed["sufficiency"]
     assert "only at more than 2x" in passed["random_init"]
     assert passed["nonsense_task"] == "pruning a nonsense task does not reach the target loss (5 nodes, 0.50x the circuit)"

@@ -54,7 +54,8 @@ def test_planted_circuit_passes_core_controls(planted_dir):
     v = report.verdict
     assert v["status"] == "ok", v["reasons"]
     assert {c["name"] for c in v["checks"]} == {
-        "sufficiency", "necessity", "random_circuits", "random_init", "nonsense_task", "activation_agreement"
+        "sufficiency", "necessity", "not_better_than_full", "random_circuits", "random_init", "nonsense_task",
+        "activation_agreement",
     }
     assert report.controls["nonsense_task"]["reached_target"] is False
     assert report.controls["random_init"]["reached_target"] is False

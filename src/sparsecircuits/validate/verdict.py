@@ -2,8 +2,9 @@
 
 Thresholds are documented in docs/validation.md. Status:
 - `insufficient`: the circuit alone does not reach the target loss on held-out pairs;
-- `suspect`: it does, but a check failed (necessity, a control reaching the target at a
-  comparable size, seed disagreement, low activation agreement);
+- `suspect`: it does, but a check failed (necessity, a circuit doing the task clearly
+  better than the full model, a control reaching the target at a comparable size, seed
+  disagreement, low activation agreement);
 - `ok`: every check that ran passed. Controls that did not run are listed as not run.
 """
 
@@ -49,6 +50,7 @@ class Thresholds:
 
     sufficiency_margin: float = 0.05  # circuit loss <= target_loss + margin on held-out pairs
     necessity_min: float = 0.5  # ablating the circuit moves the loss >= half way to chance
+    below_full_max: float = 0.05  # circuit loss may undercut the full model's by at most this
     random_circuits_max_fraction: float = 0.05  # share of random same-size circuits reaching target
     control_size_ratio: float = 2.0  # a control circuit at most this many times larger is "comparable"
     seed_jaccard_min: float = 0.5  # mean node-set Jaccard between seeds
@@ -119,6 +121,20 @@ def verdict(
                 "chance: other nodes can also do the task",
             )
         )
+    below_full = metrics.full - metrics.circuit
+    checks.append(
+        _check(
+            "not_better_than_full",
+            below_full <= t.below_full_max,
+            below_full,
+            t.below_full_max,
+            f"the circuit's loss {metrics.circuit:.3f} does not undercut the full model's "
+            f"{metrics.full:.3f} by more than {t.below_full_max}",
+            f"the circuit's loss {metrics.circuit:.3f} is {below_full:.3f} below the full model's "
+            f"{metrics.full:.3f}: the ablation values may be supplying the answer (compare zero "
+            "ablation and frozen norms)",
+        )
+    )
     notes: list[str] = []
     if metrics.necessity is None:
         notes.append("necessity not assessed: the full model itself is at chance on the task")
