@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import pytest
 import torch
 from safetensors import safe_open
@@ -13,6 +14,7 @@ from safetensors.torch import load_file, save_file
 from sparsecircuits.checkpoint import (
     COMPACT_LAYOUT,
     WEIGHTS_FILE,
+    _mask_positions,
     load_checkpoint,
     model_fingerprint,
     pack_checkpoint,
@@ -53,7 +55,7 @@ def test_float32_pack_is_bit_identical_and_smaller(run, tmp_path):
     with safe_open(str(out / WEIGHTS_FILE), framework="pt") as f:
         meta, keys = f.metadata(), set(f.keys())
     assert meta["layout"] == COMPACT_LAYOUT
-    assert "blocks.0.mlp.c_fc.weight::indices" in keys and "blocks.0.mlp.c_fc.weight" not in keys
+    assert "blocks.0.mlp.c_fc.weight::mask" in keys and "blocks.0.mlp.c_fc.weight" not in keys
     assert "bigram_table" in keys  # dense: fully nonzero
     loaded = load_checkpoint(out)
     x = torch.randint(0, CFG["vocab_size"], (3, 16))
@@ -80,11 +82,14 @@ def test_float16_bigram_is_close_not_equal(run, tmp_path):
 
 
 def test_dense_tensors_stay_dense(tmp_path):
-    m = sparse_model(density=0.9)
+    m = sparse_model(density=0.95)
     out = pack_checkpoint(save_checkpoint(m, tmp_path / "d"), tmp_path / "p", bigram_dtype="float32")
     keys = set(load_file(str(out / WEIGHTS_FILE)))
-    assert not any(k.endswith("::indices") for k in keys if k.startswith("blocks."))
+    assert not any(k.endswith("::mask") for k in keys if k.startswith("blocks."))
     assert torch.equal(load_checkpoint(out).model.blocks[0].mlp.c_fc.weight, m.blocks[0].mlp.c_fc.weight)
+
+
+C_PROJ = "blocks.0.attn.c_proj.weight"
 
 
 def _rewrite(path, edit):
@@ -99,14 +104,12 @@ def _rewrite(path, edit):
 @pytest.mark.parametrize(
     "edit, message",
     [
-        (lambda t, m: t.pop("blocks.0.attn.c_proj.weight::values"), "lacks its indices or values"),
-        (lambda t, m: t.__setitem__("blocks.0.attn.c_proj.weight::indices",
-                                    t["blocks.0.attn.c_proj.weight::indices"].flip(0).contiguous()),
-         "strictly increasing"),
-        (lambda t, m: t.__setitem__("blocks.0.attn.c_proj.weight::indices",
-                                    t["blocks.0.attn.c_proj.weight::indices"] + 10**6), "strictly increasing"),
+        (lambda t, m: t.pop("blocks.0.attn.c_proj.weight::values"), "lacks its mask or values"),
+        (lambda t, m: t.pop("blocks.0.attn.c_proj.weight::mask"), "lacks its mask or values"),
+        (lambda t, m: t.__setitem__(C_PROJ + "::mask", t[C_PROJ + "::mask"] | 1), "nonzero positions but values"),
+        (lambda t, m: t.__setitem__(C_PROJ + "::mask", t[C_PROJ + "::mask"][1:].contiguous()), "uint8 bytes"),
         (lambda t, m: m.__setitem__("sparse_shapes", json.dumps(
-            {**json.loads(m["sparse_shapes"]), "blocks.0.attn.c_proj.weight": [32, 33]})),
+            {**json.loads(m["sparse_shapes"]), "blocks.0.attn.c_proj.weight": [16, 64]})),
          "does not match its config"),
         (lambda t, m: m.__setitem__("sparse_shapes", "{not json"), "not valid JSON"),
         (lambda t, m: m.__setitem__("layout", "sparsecircuits.compact/99"), "cannot read"),
@@ -118,6 +121,31 @@ def test_corrupt_compact_file_fails_clearly(run, tmp_path, edit, message):
     out = pack_checkpoint(src, tmp_path / "bad")
     _rewrite(out, edit)
     with pytest.raises(CheckpointError, match=message):
+        load_checkpoint(out)
+
+
+def test_mask_bits_past_the_tensor_are_corruption():
+    with pytest.raises(CheckpointError, match="bits set past its 5 entries"):
+        _mask_positions(torch.tensor([0b1000_0001], dtype=torch.uint8), 5, "w", "f")
+    assert _mask_positions(torch.tensor([0b0001_0001], dtype=torch.uint8), 5, "w", "f").tolist() == [0, 4]
+
+
+def test_reads_the_older_index_layout(run, tmp_path):
+    """compact/1 files (flat int32 indices instead of a mask) still load, exactly."""
+    m, src = run
+    out = pack_checkpoint(src, tmp_path / "v1", bigram_dtype="float32")
+
+    def to_v1(tensors, meta):
+        for key in [k for k in tensors if k.endswith("::mask")]:
+            bits = np.unpackbits(tensors.pop(key).numpy(), bitorder="little")
+            tensors[key.replace("::mask", "::indices")] = torch.from_numpy(np.flatnonzero(bits).astype(np.int32))
+        meta["layout"] = "sparsecircuits.compact/1"
+
+    _rewrite(out, to_v1)
+    x = torch.randint(0, CFG["vocab_size"], (3, 16))
+    assert torch.equal(load_checkpoint(out).model(x), m(x))
+    _rewrite(out, lambda t, meta: t.__setitem__(C_PROJ + "::indices", t[C_PROJ + "::indices"].flip(0).contiguous()))
+    with pytest.raises(CheckpointError, match="strictly increasing"):
         load_checkpoint(out)
 
 

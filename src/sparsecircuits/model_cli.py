@@ -79,10 +79,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     nodes.set_defaults(func=_nodes)
     pack = msub.add_parser(
         "pack",
-        help="re-save a checkpoint compactly (sparse tensors as indices + values)",
+        help="re-save a checkpoint compactly (sparse tensors as a bit mask + values)",
         description=(
             "Write RUN (a run or checkpoint folder) to --out in the compact weights layout: "
-            "tensors less than half nonzero as int32 indices + float32 values, the bigram "
+            "tensors less than 90% nonzero as a bit mask + float32 nonzeros, the bigram "
             "table as float16 by default (lossy; float32 is exact). config.json, "
             "tokenizer.json, training.json and metrics.jsonl are copied; with --val-corpus, "
             "the corpus's validation split too (OUT/corpus-val, a corpus folder)."
