@@ -85,9 +85,11 @@ def test_eval_on_a_tiny_model(capsys, tmp_path, tiny_run):
         assert r["n_pairs"] == 16
         assert abs(r["loss"] - math.log(2)) < 0.2  # random init: near chance
         assert r["solved"] == (r["loss"] <= 0.15)
+        assert 0 < r["loss_se"] < 0.2
     code, table, _ = run(capsys, "tasks", "eval", "--model", str(tiny_run[0]),
                          "--tasks", "for_while", "--n", "8", "--target-loss", "5")
     assert code == 0 and "for_while" in table and "yes" in table and "solved 1/1" in table
+    assert "± se" in table.splitlines()[0]
 
 
 def test_eval_task_file_and_errors(capsys, tmp_path, tiny_run):

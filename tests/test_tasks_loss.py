@@ -17,6 +17,7 @@ from sparsecircuits.tasks import (
     final_logits,
     get_task,
     make_batch,
+    score_pairs,
     task_accuracy,
     task_loss,
 )
@@ -84,6 +85,27 @@ def test_loss_and_accuracy_match_hand_computation():
         task_loss(torch.zeros(3, 4), batch)
 
 
+def test_score_pairs_reports_mean_accuracy_and_standard_error():
+    """score_pairs on a stand-in model whose final logits are the hand-computed rows above,
+    in batches of one pair: the loss's standard error is the rows' sample std / sqrt(4)."""
+    rows = {5: [0.0, 2.0, -1.0, 0.0], 9: [0.5, 0.0, 0.0, 0.5], 8: [0.0, 1.0, 0.0, 0.0], 4: [3.0, 0.0, 0.0, 1.0]}
+    table = torch.zeros(10, 4)
+    for first, logits in rows.items():
+        table[first] = torch.tensor(logits)
+
+    def model(tokens):
+        return table[tokens[:, 0]].unsqueeze(1).expand(-1, tokens.shape[1], -1)
+
+    def nll(c: float, w: float) -> float:
+        return math.log(1 + math.exp(w - c))
+
+    expected = [nll(2.0, -1.0), nll(0.5, 0.5), nll(0.0, 1.0), nll(3.0, 1.0)]
+    loss, acc, se = score_pairs(model, PAIRS, batch_size=1)
+    mean = sum(expected) / 4
+    assert loss == pytest.approx(mean) and acc == 0.5
+    assert se == pytest.approx(math.sqrt(sum((x - mean) ** 2 for x in expected) / 3 / 4))
+
+
 def test_loss_has_gradients():
     batch = make_batch(PAIRS)
     logits = torch.zeros(4, 5, 4, requires_grad=True)
@@ -126,6 +148,7 @@ def test_evaluate_tasks_on_a_random_model(stdlib_tokenizer):
                            target_loss=10.0, progress=False)
     assert again[0].loss == pytest.approx(results[0].loss, abs=1e-6)
     assert again[0].solved and again[0].target_loss == 10.0
+    assert all(0 < r.loss_se < 0.2 for r in results)
 
 
 def test_evaluate_rejects_prompts_longer_than_the_context(stdlib_tokenizer):

@@ -27,6 +27,7 @@ from sparsecircuits.tasks.loss import (
     evaluate_tasks,
     final_logits,
     make_batch,
+    score_pairs,
     task_accuracy,
     task_loss,
 )
@@ -54,6 +55,7 @@ __all__ = [
     "pair_split",
     "register_task",
     "registered_tasks",
+    "score_pairs",
     "task_accuracy",
     "task_loss",
 ]

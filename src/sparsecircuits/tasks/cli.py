@@ -122,9 +122,12 @@ def _eval(args: argparse.Namespace) -> int:
         print(json.dumps(report, indent=2))
     else:
         width = max(len(r.name) for r in results)
-        print(f"{'task':<{width}}  {'loss':>7}  {'acc':>6}  pairs  solved (loss <= {args.target_loss})")
+        print(f"{'task':<{width}}  {'loss':>7}  {'± se':>6}  {'acc':>6}  pairs  solved (loss <= {args.target_loss})")
         for r in results:
-            print(f"{r.name:<{width}}  {r.loss:7.4f}  {r.accuracy:6.3f}  {r.n_pairs:5d}  {'yes' if r.solved else 'no'}")
+            print(
+                f"{r.name:<{width}}  {r.loss:7.4f}  {r.loss_se:6.4f}  {r.accuracy:6.3f}  {r.n_pairs:5d}  "
+                f"{'yes' if r.solved else 'no'}"
+            )
         print(f"\nsolved {sum(r.solved for r in results)}/{len(results)} tasks ({args.split} split)")
     if args.out:
         print(f"results written to {args.out}", file=sys.stderr if args.json else sys.stdout)

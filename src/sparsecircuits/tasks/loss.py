@@ -104,7 +104,12 @@ def task_accuracy(logits: torch.Tensor, batch: TaskBatch) -> float:
 
 @dataclass(frozen=True)
 class TaskResult:
-    """A model's score on one task: mean task loss, accuracy, and loss <= target loss."""
+    """A model's score on one task: mean task loss, accuracy, and loss <= target loss.
+
+    `loss_se` is the standard error of the mean loss over the prompts (the two of a pair
+    counted separately, so it is a slight underestimate): with 100 pairs a
+    task loss near the target is often within two standard errors of it, so one solved
+    task more or less is not a difference between models."""
 
     name: str
     loss: float
@@ -112,6 +117,7 @@ class TaskResult:
     n_pairs: int
     solved: bool
     target_loss: float = DEFAULT_TARGET_LOSS
+    loss_se: float = 0.0
 
     def to_dict(self) -> dict:
         """JSON-ready fields."""
@@ -158,19 +164,21 @@ def score_pairs(
     pairs: Sequence[EncodedPair],
     batch_size: int = 64,
     pad_id: int = 0,
-) -> tuple[float, float]:
-    """Mean task loss and accuracy of `model` over `pairs`, in batches of `batch_size` pairs."""
+) -> tuple[float, float, float]:
+    """Mean task loss, accuracy and the loss's standard error (over prompts) of `model` on
+    `pairs`, in batches of `batch_size` pairs."""
     if batch_size < 1:
         raise InputError(f"batch_size={batch_size}; give a positive number of pairs per batch")
     device = _device(model)
-    loss_sum, correct_sum, rows = 0.0, 0.0, 0
+    losses, correct_sum = [], 0.0
     for i in range(0, len(pairs), batch_size):
         batch = make_batch(pairs[i : i + batch_size], pad_id=pad_id).to(device)
         logits = model(batch.tokens)
-        loss_sum += float(task_loss(logits, batch, reduction="none").sum())
+        losses.append(task_loss(logits, batch, reduction="none").double().cpu())
         correct_sum += task_accuracy(logits, batch) * len(batch)
-        rows += len(batch)
-    return loss_sum / rows, correct_sum / rows
+    per_row = torch.cat(losses)
+    se = float(per_row.std() / len(per_row) ** 0.5) if len(per_row) > 1 else 0.0
+    return float(per_row.mean()), correct_sum / len(per_row), se
 
 
 def evaluate_tasks(
@@ -196,10 +204,8 @@ def evaluate_tasks(
         for task in tqdm(tasks, desc="tasks", unit="task", disable=not progress, leave=False):
             pairs = task.generate(tokenizer, n, seed=seed, split=split)
             check_fits(model, pairs, task.name)
-            loss, acc = score_pairs(model, pairs, batch_size=batch_size)
-            results.append(
-                TaskResult(task.name, loss, acc, len(pairs), loss <= target_loss, target_loss)
-            )
+            loss, acc, se = score_pairs(model, pairs, batch_size=batch_size)
+            results.append(TaskResult(task.name, loss, acc, len(pairs), loss <= target_loss, target_loss, se))
     finally:
         if was_training and hasattr(model, "train"):
             model.train()
