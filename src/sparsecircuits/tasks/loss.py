@@ -107,9 +107,9 @@ class TaskResult:
     """A model's score on one task: mean task loss, accuracy, and loss <= target loss.
 
     `loss_se` is the standard error of the mean loss over the prompts (the two of a pair
-    counted separately, so it is a slight underestimate): with 100 pairs a
-    task loss near the target is often within two standard errors of it, so one solved
-    task more or less is not a difference between models."""
+    counted separately, so it is a slight underestimate): with 100 pairs a task loss near
+    the target is often within two standard errors of it, so one solved task more or less
+    is not a difference between models."""
 
     name: str
     loss: float
