@@ -89,7 +89,17 @@ def test_eval_on_a_tiny_model(capsys, tmp_path, tiny_run):
     code, table, _ = run(capsys, "tasks", "eval", "--model", str(tiny_run[0]),
                          "--tasks", "for_while", "--n", "8", "--target-loss", "5")
     assert code == 0 and "for_while" in table and "yes" in table and "solved 1/1" in table
-    assert "± se" in table.splitlines()[0]
+    assert "± se" in table.splitlines()[0] and "loss A" in table.splitlines()[0]
+    code, listing, _ = run(capsys, "tasks", "eval", "--model", str(tiny_run[0]),
+                           "--tasks", "for_while", "--n", "8", "--worst", "2")
+    assert code == 0 and "for_while: the 2 highest-loss prompts" in listing
+    assert len([line for line in listing.splitlines() if " -> " in line]) == 2
+    code, out, _ = run(capsys, "tasks", "eval", "--model", str(tiny_run[0]),
+                       "--tasks", "for_while", "--n", "8", "--worst", "2", "--json")
+    worst = json.loads(out)["results"][0]["worst"]
+    assert [w["side"] in "AB" for w in worst] == [True, True] and worst[0]["loss"] >= worst[1]["loss"]
+    code, _, err = run(capsys, "tasks", "eval", "--model", str(tiny_run[0]), "--tasks", "for_while", "--worst", "-1")
+    assert code == 2 and "worst" in err
 
 
 def test_eval_task_file_and_errors(capsys, tmp_path, tiny_run):

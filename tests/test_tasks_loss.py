@@ -17,10 +17,12 @@ from sparsecircuits.tasks import (
     final_logits,
     get_task,
     make_batch,
+    prompt_scores,
     score_pairs,
     task_accuracy,
     task_loss,
 )
+from sparsecircuits.tasks.loss import worst_prompts
 
 
 def _pair(prompt_ids, target, alt_prompt_ids, alt) -> EncodedPair:
@@ -106,6 +108,29 @@ def test_score_pairs_reports_mean_accuracy_and_standard_error():
     assert se == pytest.approx(math.sqrt(sum((x - mean) ** 2 for x in expected) / 3 / 4))
 
 
+def test_prompt_scores_keep_a_then_b_order_across_batches_and_name_the_worst_prompts():
+    """Per-prompt losses come back as A1, A2, B1, B2 even when each batch holds one pair,
+    and worst_prompts names the side, the expected answer and the prompt of each."""
+    table = torch.zeros(10, 4)
+    for first, logits in {5: [0.0, 2.0, -1.0, 0.0], 9: [0.5, 0.0, 0.0, 0.5],
+                          8: [0.0, 1.0, 0.0, 0.0], 4: [3.0, 0.0, 0.0, 1.0]}.items():
+        table[first] = torch.tensor(logits)
+
+    def model(tokens):
+        return table[tokens[:, 0]].unsqueeze(1).expand(-1, tokens.shape[1], -1)
+
+    pairs = [EncodedPair(Pair("p1", "t1", "q1", "u1"), (5, 6, 7), 1, (8, 7), 2),
+             EncodedPair(Pair("p2", "t2", "q2", "u2"), (9,), 3, (4, 4, 4, 9), 0)]
+    losses, right = prompt_scores(model, pairs, batch_size=1)
+    expected = [math.log(1 + math.exp(w - c)) for c, w in [(2.0, -1.0), (0.5, 0.5), (0.0, 1.0), (3.0, 1.0)]]
+    assert losses.tolist() == pytest.approx(expected)
+    assert right.tolist() == [True, False, False, True]
+    worst = worst_prompts(losses, pairs, 2)
+    assert [(w.side, w.answer, w.prompt) for w in worst] == [("B", "u1", "q1"), ("A", "t2", "p2")]
+    assert worst[0].loss == pytest.approx(expected[2])
+    assert worst_prompts(losses, pairs, 0) == ()
+
+
 def test_loss_has_gradients():
     batch = make_batch(PAIRS)
     logits = torch.zeros(4, 5, 4, requires_grad=True)
@@ -149,6 +174,19 @@ def test_evaluate_tasks_on_a_random_model(stdlib_tokenizer):
     assert again[0].loss == pytest.approx(results[0].loss, abs=1e-6)
     assert again[0].solved and again[0].target_loss == 10.0
     assert all(0 < r.loss_se < 0.2 for r in results)
+    # The two sides' means average to the loss; `worst` lists the highest losses, descending.
+    for r in results:
+        assert (r.loss_a + r.loss_b) / 2 == pytest.approx(r.loss)
+        assert r.worst == ()
+    listed = evaluate_tasks(model, stdlib_tokenizer, tasks[:1], n=20, worst=3, progress=False)[0]
+    assert len(listed.worst) == 3 and listed.loss == pytest.approx(results[0].loss, abs=1e-6)
+    losses = [w.loss for w in listed.worst]
+    assert losses == sorted(losses, reverse=True) and losses[0] >= max(listed.loss_a, listed.loss_b)
+    sides = {("A", p.pair.prompt, p.pair.target) for p in tasks[0].generate(stdlib_tokenizer, 20, split="test")}
+    sides |= {("B", p.pair.alt_prompt, p.pair.alt) for p in tasks[0].generate(stdlib_tokenizer, 20, split="test")}
+    assert all((w.side, w.prompt, w.answer) in sides for w in listed.worst)
+    with pytest.raises(InputError, match="worst"):
+        evaluate_tasks(model, stdlib_tokenizer, tasks[:1], n=2, worst=-1, progress=False)
 
 
 def test_evaluate_rejects_prompts_longer_than_the_context(stdlib_tokenizer):

@@ -22,11 +22,13 @@ from sparsecircuits.tasks.base import (
 )
 from sparsecircuits.tasks.jsonl import JsonlTask, load_task_file
 from sparsecircuits.tasks.loss import (
+    PromptScore,
     TaskBatch,
     TaskResult,
     evaluate_tasks,
     final_logits,
     make_batch,
+    prompt_scores,
     score_pairs,
     task_accuracy,
     task_loss,
@@ -42,6 +44,7 @@ __all__ = [
     "GeneratorTask",
     "JsonlTask",
     "Pair",
+    "PromptScore",
     "Task",
     "TaskBatch",
     "TaskResult",
@@ -53,6 +56,7 @@ __all__ = [
     "load_task_file",
     "make_batch",
     "pair_split",
+    "prompt_scores",
     "register_task",
     "registered_tasks",
     "score_pairs",

@@ -24,6 +24,8 @@ from sparsecircuits.tasks.base import (
 from sparsecircuits.tasks.jsonl import load_task_file
 from sparsecircuits.tasks.loss import evaluate_tasks
 
+PROMPT_TAIL = 70  # characters of a prompt's end shown by `tasks eval --worst`
+
 
 def resolve_task(spec: str) -> Task:
     """A registered task by name, or a JSONL task file by path."""
@@ -106,7 +108,7 @@ def _eval(args: argparse.Namespace) -> int:
     ckpt = load_checkpoint(args.model)
     results = evaluate_tasks(
         ckpt.model, tok, tasks, n=args.n, seed=args.seed, split=args.split,
-        batch_size=args.batch_size, target_loss=args.target_loss,
+        batch_size=args.batch_size, target_loss=args.target_loss, worst=args.worst,
     )
     report = {
         "model": str(ckpt.path),
@@ -122,13 +124,22 @@ def _eval(args: argparse.Namespace) -> int:
         print(json.dumps(report, indent=2))
     else:
         width = max(len(r.name) for r in results)
-        print(f"{'task':<{width}}  {'loss':>7}  {'± se':>6}  {'acc':>6}  pairs  solved (loss <= {args.target_loss})")
+        print(
+            f"{'task':<{width}}  {'loss':>7}  {'± se':>6}  {'loss A':>6}  {'loss B':>6}  {'acc':>6}  pairs  "
+            f"solved (loss <= {args.target_loss})"
+        )
         for r in results:
             print(
-                f"{r.name:<{width}}  {r.loss:7.4f}  {r.loss_se:6.4f}  {r.accuracy:6.3f}  {r.n_pairs:5d}  "
-                f"{'yes' if r.solved else 'no'}"
+                f"{r.name:<{width}}  {r.loss:7.4f}  {r.loss_se:6.4f}  {r.loss_a:6.3f}  {r.loss_b:6.3f}  "
+                f"{r.accuracy:6.3f}  {r.n_pairs:5d}  {'yes' if r.solved else 'no'}"
             )
         print(f"\nsolved {sum(r.solved for r in results)}/{len(results)} tasks ({args.split} split)")
+        for r in results:
+            if r.worst:
+                print(f"\n{r.name}: the {len(r.worst)} highest-loss prompts (A expects the target, B the alt)")
+                for w in r.worst:
+                    cut = "..." if len(w.prompt) > PROMPT_TAIL else ""
+                    print(f"  {w.loss:6.3f}  {w.side} -> {w.answer!r}  {cut}{w.prompt[-PROMPT_TAIL:]!r}")
     if args.out:
         print(f"results written to {args.out}", file=sys.stderr if args.json else sys.stdout)
     return 0
@@ -173,5 +184,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     ev.add_argument("--target-loss", type=float, default=DEFAULT_TARGET_LOSS,
                     help=f"a task is solved when its loss is at most this (default {DEFAULT_TARGET_LOSS})")
     ev.add_argument("--out", help="also write the results as JSON to this file")
+    ev.add_argument("--worst", type=int, default=0, metavar="K",
+                    help="also list each task's K highest-loss prompts (default 0: none)")
     ev.add_argument("--json", action="store_true", help="print JSON")
     ev.set_defaults(func=_eval)

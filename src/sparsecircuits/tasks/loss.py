@@ -103,8 +103,23 @@ def task_accuracy(logits: torch.Tensor, batch: TaskBatch) -> float:
 
 
 @dataclass(frozen=True)
+class PromptScore:
+    """One prompt's task loss, with its side of the pair ("A" expects the task's target,
+    "B" its alt), the answer it expects and the prompt text."""
+
+    loss: float
+    side: str
+    answer: str
+    prompt: str
+
+
+@dataclass(frozen=True)
 class TaskResult:
     """A model's score on one task: mean task loss, accuracy, and loss <= target loss.
+
+    `loss_a` and `loss_b` are the mean losses of the A and the B prompts: a near-miss task
+    usually fails on one side only, the one whose answer is rarer in code. `worst` holds
+    the highest-loss prompts when `evaluate_tasks` is asked for them.
 
     `loss_se` is the standard error of the mean loss over the prompts (the two of a pair
     counted separately, so it is a slight underestimate): with 100 pairs a task loss near
@@ -116,8 +131,11 @@ class TaskResult:
     accuracy: float
     n_pairs: int
     solved: bool
+    loss_a: float
+    loss_b: float
     target_loss: float = DEFAULT_TARGET_LOSS
     loss_se: float = 0.0
+    worst: tuple[PromptScore, ...] = ()
 
     def to_dict(self) -> dict:
         """JSON-ready fields."""
@@ -159,6 +177,33 @@ def _device(model: Callable) -> torch.device:
 
 
 @torch.no_grad()
+def prompt_scores(
+    model: Callable[[torch.Tensor], torch.Tensor],
+    pairs: Sequence[EncodedPair],
+    batch_size: int = 64,
+    pad_id: int = 0,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-prompt task loss [2n] (float64) and whether the correct answer's logit beats the
+    wrong one's [2n] (bool), in `make_batch`'s order: the n A prompts, then the n B prompts.
+    `model` runs on batches of `batch_size` pairs."""
+    if batch_size < 1:
+        raise InputError(f"batch_size={batch_size}; give a positive number of pairs per batch")
+    device = _device(model)
+    a_loss, b_loss, a_right, b_right = [], [], [], []
+    for i in range(0, len(pairs), batch_size):
+        batch = make_batch(pairs[i : i + batch_size], pad_id=pad_id).to(device)
+        logits = model(batch.tokens)
+        rows = task_loss(logits, batch, reduction="none").double().cpu()
+        correct, wrong = _answer_logits(logits, batch)
+        right = (correct > wrong).cpu()
+        half = len(batch) // 2
+        a_loss.append(rows[:half])
+        b_loss.append(rows[half:])
+        a_right.append(right[:half])
+        b_right.append(right[half:])
+    return torch.cat(a_loss + b_loss), torch.cat(a_right + b_right)
+
+
 def score_pairs(
     model: Callable[[torch.Tensor], torch.Tensor],
     pairs: Sequence[EncodedPair],
@@ -167,18 +212,31 @@ def score_pairs(
 ) -> tuple[float, float, float]:
     """Mean task loss, accuracy and the loss's standard error (over prompts) of `model` on
     `pairs`, in batches of `batch_size` pairs."""
-    if batch_size < 1:
-        raise InputError(f"batch_size={batch_size}; give a positive number of pairs per batch")
-    device = _device(model)
-    losses, correct_sum = [], 0.0
-    for i in range(0, len(pairs), batch_size):
-        batch = make_batch(pairs[i : i + batch_size], pad_id=pad_id).to(device)
-        logits = model(batch.tokens)
-        losses.append(task_loss(logits, batch, reduction="none").double().cpu())
-        correct_sum += task_accuracy(logits, batch) * len(batch)
-    per_row = torch.cat(losses)
-    se = float(per_row.std() / len(per_row) ** 0.5) if len(per_row) > 1 else 0.0
-    return float(per_row.mean()), correct_sum / len(per_row), se
+    return _summary(*prompt_scores(model, pairs, batch_size=batch_size, pad_id=pad_id))
+
+
+def _summary(losses: torch.Tensor, right: torch.Tensor) -> tuple[float, float, float]:
+    """Mean loss, accuracy and the loss's standard error from `prompt_scores`' outputs."""
+    se = float(losses.std() / len(losses) ** 0.5) if len(losses) > 1 else 0.0
+    return float(losses.mean()), float(right.double().mean()), se
+
+
+def worst_prompts(losses: torch.Tensor, pairs: Sequence[EncodedPair], k: int) -> tuple[PromptScore, ...]:
+    """The `k` prompts of highest loss, from `prompt_scores`' per-prompt `losses` of `pairs`."""
+    n = len(pairs)
+    out = []
+    for i in losses.argsort(descending=True)[:k].tolist():
+        pair = pairs[i % n].pair
+        side_a = i < n
+        out.append(
+            PromptScore(
+                loss=float(losses[i]),
+                side="A" if side_a else "B",
+                answer=pair.target if side_a else pair.alt,
+                prompt=pair.prompt if side_a else pair.alt_prompt,
+            )
+        )
+    return tuple(out)
 
 
 def evaluate_tasks(
@@ -191,11 +249,15 @@ def evaluate_tasks(
     batch_size: int = 64,
     target_loss: float = DEFAULT_TARGET_LOSS,
     progress: bool = True,
+    worst: int = 0,
 ) -> list[TaskResult]:
-    """Score `model` (tokens [B, T] -> logits [B, T, V]) on each task's `n` pairs of `split`.
+    """Score `model` (tokens [B, T] -> logits [B, T, V]) on each task's `n` pairs of `split`,
+    keeping each task's `worst` highest-loss prompts.
 
     Runs in eval mode under no_grad and restores the model's training flag afterwards.
     """
+    if worst < 0:
+        raise InputError(f"worst={worst}; give the number of highest-loss prompts to keep (0 for none)")
     was_training = getattr(model, "training", None)
     if hasattr(model, "eval"):
         model.eval()
@@ -204,8 +266,22 @@ def evaluate_tasks(
         for task in tqdm(tasks, desc="tasks", unit="task", disable=not progress, leave=False):
             pairs = task.generate(tokenizer, n, seed=seed, split=split)
             check_fits(model, pairs, task.name)
-            loss, acc, se = score_pairs(model, pairs, batch_size=batch_size)
-            results.append(TaskResult(task.name, loss, acc, len(pairs), loss <= target_loss, target_loss, se))
+            losses, right = prompt_scores(model, pairs, batch_size=batch_size)
+            loss, acc, se = _summary(losses, right)
+            results.append(
+                TaskResult(
+                    name=task.name,
+                    loss=loss,
+                    accuracy=acc,
+                    n_pairs=len(pairs),
+                    solved=loss <= target_loss,
+                    loss_a=float(losses[: len(pairs)].mean()),
+                    loss_b=float(losses[len(pairs) :].mean()),
+                    target_loss=target_loss,
+                    loss_se=se,
+                    worst=worst_prompts(losses, pairs, worst),
+                )
+            )
     finally:
         if was_training and hasattr(model, "train"):
             model.train()
