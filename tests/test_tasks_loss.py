@@ -182,8 +182,8 @@ def test_evaluate_tasks_on_a_random_model(stdlib_tokenizer):
     assert len(listed.worst) == 3 and listed.loss == pytest.approx(results[0].loss, abs=1e-6)
     losses = [w.loss for w in listed.worst]
     assert losses == sorted(losses, reverse=True) and losses[0] >= max(listed.loss_a, listed.loss_b)
-    sides = {("A", p.pair.prompt, p.pair.target) for p in tasks[0].generate(stdlib_tokenizer, 20, split="test")}
-    sides |= {("B", p.pair.alt_prompt, p.pair.alt) for p in tasks[0].generate(stdlib_tokenizer, 20, split="test")}
+    generated = [p.pair for p in tasks[0].generate(stdlib_tokenizer, 20, split="test")]
+    sides = {("A", p.prompt, p.target) for p in generated} | {("B", p.alt_prompt, p.alt) for p in generated}
     assert all((w.side, w.prompt, w.answer) in sides for w in listed.worst)
     with pytest.raises(InputError, match="worst"):
         evaluate_tasks(model, stdlib_tokenizer, tasks[:1], n=2, worst=-1, progress=False)

@@ -98,8 +98,13 @@ def task_loss(logits: torch.Tensor, batch: TaskBatch, reduction: str = "mean") -
 
 def task_accuracy(logits: torch.Tensor, batch: TaskBatch) -> float:
     """Fraction of rows whose correct answer's logit beats the wrong one's."""
+    return float(_is_right(logits, batch).float().mean().item())
+
+
+def _is_right(logits: torch.Tensor, batch: TaskBatch) -> torch.Tensor:
+    """Per row [M] (bool): the correct answer's logit beats the wrong one's."""
     correct, wrong = _answer_logits(logits, batch)
-    return float((correct > wrong).float().mean().item())
+    return correct > wrong
 
 
 @dataclass(frozen=True)
@@ -189,19 +194,14 @@ def prompt_scores(
     if batch_size < 1:
         raise InputError(f"batch_size={batch_size}; give a positive number of pairs per batch")
     device = _device(model)
-    a_loss, b_loss, a_right, b_right = [], [], [], []
+    losses, right = [], []
     for i in range(0, len(pairs), batch_size):
         batch = make_batch(pairs[i : i + batch_size], pad_id=pad_id).to(device)
         logits = model(batch.tokens)
-        rows = task_loss(logits, batch, reduction="none").double().cpu()
-        correct, wrong = _answer_logits(logits, batch)
-        right = (correct > wrong).cpu()
-        half = len(batch) // 2
-        a_loss.append(rows[:half])
-        b_loss.append(rows[half:])
-        a_right.append(right[:half])
-        b_right.append(right[half:])
-    return torch.cat(a_loss + b_loss), torch.cat(a_right + b_right)
+        # each batch is its A rows then its B rows: keep them as [2, pairs] to concatenate
+        losses.append(task_loss(logits, batch, reduction="none").double().cpu().view(2, -1))
+        right.append(_is_right(logits, batch).cpu().view(2, -1))
+    return torch.cat(losses, dim=1).flatten(), torch.cat(right, dim=1).flatten()
 
 
 def score_pairs(
