@@ -5,7 +5,8 @@ corpus, model shape and batch; the sparse arm is at its target density from the 
 (no anneal window), so every step pays the full projection. Arms alternate (sparse, dense,
 sparse, ...) so that load from other jobs on a shared machine hits both alike; the step
 time of each arm is the median over logged windows after the first (warm-up) window. The
-projection alone is also timed on the trained sparse model. One torch thread by default:
+projection alone is also timed on the trained sparse model. A third arm, sparse with
+`train.autocast=bf16`, measures what mixed precision buys. One torch thread by default:
 on a 2-core machine shared with other jobs, two-thread windows of the same arm varied from
 1.3 to 4.9 s/step, which hides any comparison; pass --threads 0 on a quiet machine. Writes
 benchmarks/results/train.json and the train section of benchmarks/RESULTS.md.
@@ -35,9 +36,9 @@ from sparsecircuits.train_config import load_run_config
 TARGET_RATIO = 1.15
 
 
-def _arm(preset: str, data: Path, out: Path, steps: int, log_every: int) -> list[float]:
+def _arm(preset: str, data: Path, out: Path, steps: int, log_every: int, extra: list[str]) -> list[float]:
     """Step times (s) of the logged windows after the first, for one short run."""
-    overrides = [
+    overrides = [*extra,
         f"train.steps={steps}", f"train.log_every={log_every}", "train.eval_every=0",
         "train.checkpoint_every=0", "train.anneal_start_frac=0.0", "train.anneal_end_frac=0.0",
         "train.eval_batches=1",
@@ -63,7 +64,7 @@ def _projection_ms(run: Path, preset: str, repeats: int = 5) -> float:
 def main() -> int:
     """Run alternating sparse and dense arms, write the results."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--rounds", type=int, default=3, help="sparse/dense pairs to run")
+    parser.add_argument("--rounds", type=int, default=3, help="rounds of the three arms to run")
     parser.add_argument("--steps", type=int, default=30, help="steps per arm run")
     parser.add_argument("--log-every", type=int, default=5)
     parser.add_argument(
@@ -77,18 +78,24 @@ def main() -> int:
     load_before = os.getloadavg()[0]
     sparse_preset, dense_preset = "small-sparse", "small-dense"
     run = load_run_config(sparse_preset)
-    times: dict[str, list[float]] = {"sparse": [], "dense": []}
+    arms = (
+        ("sparse", sparse_preset, []),
+        ("dense", dense_preset, []),
+        ("sparse bf16", sparse_preset, ["train.autocast=bf16"]),
+    )
+    times: dict[str, list[float]] = {arm: [] for arm, _, _ in arms}
     with tempfile.TemporaryDirectory() as tmp:
         data = Path(tmp) / "corpus"
         build_corpus(["stdlib"], data, vocab_size=run.model.vocab_size, max_files=200, progress=False)
         for i in range(args.rounds):
-            for arm, preset in (("sparse", sparse_preset), ("dense", dense_preset)):
-                out = Path(tmp) / f"{arm}-{i}"
-                times[arm] += _arm(preset, data, out, args.steps, args.log_every)
+            for arm, preset, extra in arms:
+                out = Path(tmp) / f"{arm.replace(' ', '-')}-{i}"
+                times[arm] += _arm(preset, data, out, args.steps, args.log_every, extra)
                 print(f"round {i + 1}/{args.rounds} {arm}: {statistics.median(times[arm]):.3f} s/step")
         projection_ms = _projection_ms(Path(tmp) / "sparse-0", sparse_preset)
     step = {arm: statistics.median(t) for arm, t in times.items()}
     ratio = step["sparse"] / step["dense"]
+    bf16_speedup = step["sparse"] / step["sparse bf16"]
     tokens_per_step = run.train.batch_size * run.model.n_ctx
     tps = {arm: tokens_per_step / s for arm, s in step.items()}
     hour_steps = int(3600 / step["sparse"])
@@ -105,6 +112,7 @@ def main() -> int:
         "step_seconds": step,
         "step_seconds_all": times,
         "ratio_sparse_over_dense": ratio,
+        "speedup_bf16_autocast": bf16_speedup,
         "target_ratio": TARGET_RATIO,
         "meets_target": ratio <= TARGET_RATIO,
         "tokens_per_second": tps,
@@ -123,13 +131,14 @@ Shape: {shape}; sparse arm at density {run.train.target_density} for matrices
 (embeddings and biases {min(1.0, run.train.embedding_density_factor * run.train.target_density)}),
 projected after every step.
 
-| measure | sparse | dense |
-|---|---|---|
-| step time (median of {len(times["sparse"])} windows of {args.log_every} steps) | {step["sparse"]:.3f} s | {step["dense"]:.3f} s |
-| tokens/s | {tps["sparse"]:,.0f} | {tps["dense"]:,.0f} |
+| measure | sparse | dense | sparse, `autocast=bf16` |
+|---|---|---|---|
+| step time (median of {len(times["sparse"])} windows of {args.log_every} steps) | {step["sparse"]:.3f} s | {step["dense"]:.3f} s | {step["sparse bf16"]:.3f} s |
+| tokens/s | {tps["sparse"]:,.0f} | {tps["dense"]:,.0f} | {tps["sparse bf16"]:,.0f} |
 
 Ratio sparse / dense: **{ratio:.3f}** ({verdict} the target of at most {TARGET_RATIO}). One
-projection of every weight of the sparse model takes {projection_ms:.1f} ms. At this speed an
+projection of every weight of the sparse model takes {projection_ms:.1f} ms. Mixed precision
+(`train.autocast=bf16`; {info["cpu_bf16"]}) makes a sparse step **{bf16_speedup:.2f}x** faster. At this speed an
 hour is about {hour_steps:,} sparse steps; the `small-sparse` preset runs {run.train.steps:,}.
 The machine was shared with other jobs (1-minute load average {load}); the arms alternate so
 that load affects both. With {info["torch_threads"]} torch thread(s); on this shared machine
@@ -137,7 +146,8 @@ two-thread windows varied from 1.3 to 4.9 s/step within one arm, so the comparis
 single-threaded (`python benchmarks/bench_train.py --threads 0` uses every core).
 """
     write_results("train", data_out, markdown)
-    print(f"sparse {step['sparse']:.3f} s/step, dense {step['dense']:.3f} s/step, ratio {ratio:.3f}")
+    print(f"sparse {step['sparse']:.3f} s/step, dense {step['dense']:.3f} s/step, ratio {ratio:.3f}, "
+          f"bf16 autocast {bf16_speedup:.2f}x")
     print(f"results: {Path(__file__).resolve().parent / 'RESULTS.md'}")
     return 0
 

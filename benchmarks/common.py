@@ -29,6 +29,7 @@ def machine() -> dict:
         "torch_threads": torch.get_num_threads(),
         "python": sys.version.split()[0],
         "torch": torch.__version__,
+        "cpu_bf16": _cpu_bf16(),
     }
     try:
         import tokenizers
@@ -37,6 +38,17 @@ def machine() -> dict:
     except ImportError:
         pass
     return info
+
+
+def _cpu_bf16() -> str:
+    """The CPU's native bfloat16 instruction sets (Linux /proc/cpuinfo flags), for bf16 timings."""
+    try:
+        text = Path("/proc/cpuinfo").read_text(encoding="utf-8")
+    except OSError:
+        return "CPU bf16 support unknown"
+    flags = sorted({f for line in text.splitlines() if line.startswith("flags") for f in line.split()
+                    if f in ("avx512_bf16", "amx_bf16", "avx_ne_convert")})
+    return f"CPU flags {', '.join(flags)}" if flags else "no native bf16 in the CPU flags"
 
 
 def machine_line(info: dict) -> str:

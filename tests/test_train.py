@@ -111,6 +111,25 @@ def test_dense_run_projects_nothing(small_corpus_dir: Path, tmp_path: Path) -> N
     assert result.final_train_loss < math.log(2048) - 0.3
 
 
+def test_bf16_autocast_trains_float32_weights(small_corpus_dir: Path, tmp_path: Path) -> None:
+    """autocast=bf16 runs the forward in bfloat16 (so the weights differ from a float32 run of
+    the same seed) but keeps float32 weights within their budgets, and the loss still falls."""
+    steps = ["train.steps=12", "train.eval_every=0", "train.checkpoint_every=0"]
+    runs = {
+        name: train("tiny-sparse", small_corpus_dir, tmp_path / name, overrides=steps + extra, progress=False)
+        for name, extra in (("fp32", []), ("bf16", ["train.autocast=bf16"]))
+    }
+    assert runs["bf16"].training["recipe"]["train"]["autocast"] == "bf16"
+    assert runs["bf16"].final_train_loss < _metrics(tmp_path / "bf16")[0]["train_loss"] - 0.3
+    a = load_file(str(tmp_path / "fp32" / "model.safetensors"))
+    b = load_file(str(tmp_path / "bf16" / "model.safetensors"))
+    assert all(t.dtype == torch.float32 for t in b.values())
+    assert any(not torch.equal(a[name], b[name]) for name in a)
+    assert {n: int(torch.count_nonzero(t)) for n, t in a.items() if n.endswith("c_fc.weight")} == {
+        n: int(torch.count_nonzero(t)) for n, t in b.items() if n.endswith("c_fc.weight")
+    }
+
+
 def test_resume_is_bit_identical(sparse_run, tmp_path: Path, small_corpus_dir: Path) -> None:
     """A run interrupted after its step-10 checkpoint and resumed ends on the same weights."""
     straight = sparse_run.out_dir

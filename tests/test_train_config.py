@@ -51,6 +51,9 @@ def test_overrides() -> None:
         load_run_config("tiny-sparse", ["steps=many"])
     with pytest.raises(InputError, match="field=value"):
         load_run_config("tiny-sparse", ["steps"])
+    assert load_run_config("tiny-sparse", ["autocast=bf16"]).train.autocast == "bf16"
+    with pytest.raises(InputError, match="train.autocast must be one of none, bf16"):
+        load_run_config("tiny-sparse", ["autocast=fp16"])
 
 
 def test_config_files(tmp_path: Path) -> None:

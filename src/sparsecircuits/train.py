@@ -300,8 +300,9 @@ def _train(
         for group in optimizer.param_groups:
             group["lr"] = lr
         x, y = (t.to(device, non_blocking=True) for t in sampler.next_batch())
-        logits = net(x)
-        loss = F.cross_entropy(logits.view(-1, logits.shape[-1]), y.view(-1))
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=cfg.autocast == "bf16"):
+            logits = net(x)
+        loss = F.cross_entropy(logits.float().view(-1, logits.shape[-1]), y.view(-1))
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         grad_rms = _grad_rms_(params, cfg.grad_rms_normalize)

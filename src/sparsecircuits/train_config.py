@@ -27,6 +27,7 @@ else:  # pragma: no cover - exercised on Python 3.10 only
     import tomli as tomllib
 
 DEVICES = ("cpu", "cuda", "auto")
+AUTOCASTS = ("none", "bf16")
 
 
 @dataclass(frozen=True)
@@ -38,7 +39,9 @@ class TrainConfig:
     transformer matrix; None or 1.0 trains the dense baseline (no projection at all).
     Embeddings, the unembedding and biases keep min(1, embedding_density_factor ×
     target_density): the reference code makes them denser by its expansion factor, 4 in
-    its example run, which is our default.
+    its example run, which is our default. autocast="bf16" runs the training forward
+    under torch.autocast in bfloat16 (mixed precision): weights, Adam state, the
+    projection and the validation loss stay float32.
     """
 
     steps: int = 50
@@ -63,6 +66,7 @@ class TrainConfig:
     keep_checkpoints: int = 2  # resumable states kept under RUN/state (0 keeps all)
     seed: int = 0
     device: str = "cpu"  # cpu | cuda | auto (cuda when available)
+    autocast: str = "none"  # none | bf16 (matmuls of the training forward in bfloat16)
 
     def __post_init__(self) -> None:
         _check_types(self)
@@ -107,6 +111,8 @@ class TrainConfig:
             raise InputError(f"train.weight_decay must be >= 0, got {self.weight_decay!r}")
         if self.device not in DEVICES:
             raise InputError(f"train.device must be one of {', '.join(DEVICES)}, got {self.device!r}")
+        if self.autocast not in AUTOCASTS:
+            raise InputError(f"train.autocast must be one of {', '.join(AUTOCASTS)}, got {self.autocast!r}")
 
     @property
     def sparse(self) -> bool:
