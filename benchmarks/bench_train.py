@@ -140,8 +140,8 @@ Ratio sparse / dense: **{ratio:.3f}** ({verdict} the target of at most {TARGET_R
 projection of every weight of the sparse model takes {projection_ms:.1f} ms. Mixed precision
 (`train.autocast=bf16`; {info["cpu_bf16"]}) makes a sparse step **{bf16_speedup:.2f}x** faster. At this speed an
 hour is about {hour_steps:,} sparse steps; the `small-sparse` preset runs {run.train.steps:,}.
-The machine was shared with other jobs (1-minute load average {load}); the arms alternate so
-that load affects both. With {info["torch_threads"]} torch thread(s); on this shared machine
+The 1-minute load average was {load}; the arms alternate so that any load from other
+jobs affects both. With {info["torch_threads"]} torch thread(s); on this shared machine
 two-thread windows varied from 1.3 to 4.9 s/step within one arm, so the comparison is made
 single-threaded (`python benchmarks/bench_train.py --threads 0` uses every core).
 """
