@@ -14,7 +14,7 @@ from safetensors.torch import load_file
 from sparsecircuits.checkpoint import load_checkpoint
 from sparsecircuits.cli import main
 from sparsecircuits.sparsity import WeightSparsifier
-from sparsecircuits.train import kept_fraction, train, weight_decay_params
+from sparsecircuits.train import kept_fraction, native_bf16, train, weight_decay_params
 from sparsecircuits.train_config import load_run_config
 
 STEPS = 30
@@ -120,6 +120,7 @@ def test_bf16_autocast_trains_float32_weights(small_corpus_dir: Path, tmp_path: 
         for name, extra in (("fp32", []), ("bf16", ["train.autocast=bf16"]))
     }
     assert runs["bf16"].training["recipe"]["train"]["autocast"] == "bf16"
+    assert [runs[n].training["autocast"] for n in ("fp32", "bf16")] == ["none", "bf16"]
     assert runs["bf16"].final_train_loss < _metrics(tmp_path / "bf16")[0]["train_loss"] - 0.3
     a = load_file(str(tmp_path / "fp32" / "model.safetensors"))
     b = load_file(str(tmp_path / "bf16" / "model.safetensors"))
@@ -130,6 +131,34 @@ def test_bf16_autocast_trains_float32_weights(small_corpus_dir: Path, tmp_path: 
     sp = WeightSparsifier(model, cfg.target_density, cfg.embedding_density_factor, cfg.min_per_channel)
     for name, k in sp.budgets(cfg.target_density).items():
         assert int(torch.count_nonzero(b[name])) == k, name
+
+
+@pytest.mark.parametrize("native", [False, True])
+def test_auto_autocast_follows_native_bf16(
+    native: bool, small_corpus_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """autocast=auto trains exactly as bf16 on a device with native bfloat16 and exactly as
+    float32 without it, and records which it used."""
+    monkeypatch.setattr("sparsecircuits.train.native_bf16", lambda device: native)
+    steps = ["train.steps=4", "train.eval_every=0", "train.checkpoint_every=0"]
+    same = "bf16" if native else "none"
+    auto = train("tiny-sparse", small_corpus_dir, tmp_path / "auto", overrides=[*steps, "train.autocast=auto"],
+                 progress=False)
+    ref = train("tiny-sparse", small_corpus_dir, tmp_path / same, overrides=[*steps, f"train.autocast={same}"],
+                progress=False)
+    assert auto.training["autocast"] == ref.training["autocast"] == same
+    a = load_file(str(tmp_path / "auto" / "model.safetensors"))
+    b = load_file(str(tmp_path / same / "model.safetensors"))
+    assert all(torch.equal(a[name], b[name]) for name in a)
+
+
+def test_native_bf16_probe_matches_the_cpu_flags() -> None:
+    """On Linux the CPU probe agrees with /proc/cpuinfo's avx512_bf16 / amx_bf16 flags."""
+    cpuinfo = Path("/proc/cpuinfo")
+    if not cpuinfo.exists():
+        pytest.skip("no /proc/cpuinfo on this OS")
+    flags = {f for line in cpuinfo.read_text().splitlines() if line.startswith("flags") for f in line.split()}
+    assert native_bf16(torch.device("cpu")) == bool(flags & {"avx512_bf16", "amx_bf16"})
 
 
 def test_resume_is_bit_identical(sparse_run, tmp_path: Path, small_corpus_dir: Path) -> None:

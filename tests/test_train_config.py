@@ -52,7 +52,7 @@ def test_overrides() -> None:
     with pytest.raises(InputError, match="field=value"):
         load_run_config("tiny-sparse", ["steps"])
     assert load_run_config("tiny-sparse", ["autocast=bf16"]).train.autocast == "bf16"
-    with pytest.raises(InputError, match="train.autocast must be one of none, bf16"):
+    with pytest.raises(InputError, match="train.autocast must be one of none, bf16, auto"):
         load_run_config("tiny-sparse", ["autocast=fp16"])
 
 

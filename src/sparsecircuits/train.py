@@ -99,6 +99,14 @@ class _Dist:
         return self.rank == 0
 
 
+def native_bf16(device: torch.device) -> bool:
+    """Whether the device has native bfloat16 matmuls, where bf16 autocast is faster than float32."""
+    if device.type == "cuda":
+        return torch.cuda.is_bf16_supported()
+    probes = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")  # private but stable in torch.cpu
+    return any(getattr(torch.cpu, name, lambda: False)() for name in probes)
+
+
 def _setup(cfg: TrainConfig) -> tuple[_Dist, torch.device]:
     """Join the torchrun process group (if launched so) and pick the device."""
     want = cfg.device
@@ -287,6 +295,7 @@ def _train(
         net = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
 
     tokens_per_step = cfg.batch_size * n_ctx
+    bf16 = cfg.autocast == "bf16" or (cfg.autocast == "auto" and native_bf16(device))
     start_step, t_start = step, time.perf_counter()
     window_loss = torch.zeros((), device=device)
     window_steps, t_window, val_loss = 0, time.perf_counter(), None
@@ -300,7 +309,7 @@ def _train(
         for group in optimizer.param_groups:
             group["lr"] = lr
         x, y = (t.to(device, non_blocking=True) for t in sampler.next_batch())
-        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=cfg.autocast == "bf16"):
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
             logits = net(x)
         loss = F.cross_entropy(logits.float().view(-1, logits.shape[-1]), y.view(-1))
         optimizer.zero_grad(set_to_none=True)
@@ -384,6 +393,7 @@ def _train(
         "world_size": d.world_size,
         "ranks_identical": identical,
         "device": str(device),
+        "autocast": "bf16" if bf16 else "none",
         "seconds": seconds,
         "tokens_per_second": session_tokens / max(time.perf_counter() - t_start, 1e-9),
         "torch_version": torch.__version__,

@@ -27,7 +27,7 @@ else:  # pragma: no cover - exercised on Python 3.10 only
     import tomli as tomllib
 
 DEVICES = ("cpu", "cuda", "auto")
-AUTOCASTS = ("none", "bf16")
+AUTOCASTS = ("none", "bf16", "auto")
 
 
 @dataclass(frozen=True)
@@ -41,7 +41,9 @@ class TrainConfig:
     target_density): the reference code makes them denser by its expansion factor, 4 in
     its example run, which is our default. autocast="bf16" runs the training forward
     under torch.autocast in bfloat16 (mixed precision): weights, Adam state, the
-    projection and the validation loss stay float32.
+    projection and the validation loss stay float32. "auto" means bf16 where the device
+    has native bfloat16 matmuls (bf16 GPUs; CPUs with AVX512-BF16 or AMX), since elsewhere
+    bf16 is slower than float32, and none otherwise; training.json records the choice.
     """
 
     steps: int = 50
@@ -66,7 +68,7 @@ class TrainConfig:
     keep_checkpoints: int = 2  # resumable states kept under RUN/state (0 keeps all)
     seed: int = 0
     device: str = "cpu"  # cpu | cuda | auto (cuda when available)
-    autocast: str = "none"  # none | bf16 (matmuls of the training forward in bfloat16)
+    autocast: str = "none"  # none | bf16 | auto (bf16 where the device has native bfloat16)
 
     def __post_init__(self) -> None:
         _check_types(self)
