@@ -29,7 +29,7 @@ from common import machine, machine_line, write_results
 
 from sparsecircuits.checkpoint import load_checkpoint
 from sparsecircuits.data.corpus import build_corpus
-from sparsecircuits.sparsity import WeightSparsifier
+from sparsecircuits.model.sparsity import WeightSparsifier
 from sparsecircuits.train import train
 from sparsecircuits.train_config import load_run_config
 

@@ -22,7 +22,7 @@ import torch
 
 from sparsecircuits.checkpoint import model_fingerprint
 from sparsecircuits.circuit import Circuit, compute_edges
-from sparsecircuits.model import LOCATIONS, NODE_LOCATION_BY_ALIAS, ModelConfig, SparseTransformer
+from sparsecircuits.model import LOCATIONS, ModelConfig, SparseTransformer, get_location
 from sparsecircuits.prune import PruneConfig
 from sparsecircuits.tasks import EncodedPair, Pair, Task, pair_split
 
@@ -111,7 +111,7 @@ def circuit_from_nodes(
     """
     nodes = {}
     for alias in LOCATIONS:
-        hook = NODE_LOCATION_BY_ALIAS[alias].hook_name(0)
+        hook = get_location(alias).hook_name(0)
         width = model.cfg.location_width(alias)
         nodes[hook] = sorted(nodes_by_alias.get(alias, [])) if alias in config.locations else list(range(width))
     return Circuit(

@@ -10,7 +10,7 @@ from safetensors import safe_open
 from sparsecircuits.checkpoint import COMPACT_LAYOUT, WEIGHTS_FILE, load_checkpoint
 from sparsecircuits.data.shards import TokenShards
 from sparsecircuits.demo import bundled_dir
-from sparsecircuits.sparsity import sparsity_report
+from sparsecircuits.model.sparsity import sparsity_report
 
 SIZE_CAP = 25 * 1024 * 1024
 

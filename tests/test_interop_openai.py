@@ -1,6 +1,6 @@
 """Import/export of the paper's reference checkpoints (openai/circuit_sparsity).
 
-`ref_forward` below is an independent forward pass written from METHOD.md section 7 over the
+`ref_forward` below is an independent forward pass written from docs/method.md section 7 over the
 reference state-dict keys; it is checked against the logits the reference code computed for
 the shared fixture, then used as the oracle for checkpoints built here in the reference layout.
 """

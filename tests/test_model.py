@@ -17,7 +17,7 @@ from sparsecircuits.model import (
     SparseTransformer,
     node_table_markdown,
 )
-from sparsecircuits.sparsity import abs_topk, sparsity_report
+from sparsecircuits.model.sparsity import abs_topk, sparsity_report
 
 V, B, T = 37, 3, 11
 

@@ -23,7 +23,7 @@ from sparsecircuits.checkpoint import (
 from sparsecircuits.cli import main
 from sparsecircuits.errors import CheckpointError
 from sparsecircuits.model import ModelConfig, SparseTransformer
-from sparsecircuits.sparsity import project_to_budget_
+from sparsecircuits.model.sparsity import project_to_budget_
 
 CFG = dict(n_layer=2, d_model=32, n_head=2, d_head=16, d_mlp=128, vocab_size=300, n_ctx=16,
            attention_sink=True, bigram_table=True, afrac=0.25, positional="learned")

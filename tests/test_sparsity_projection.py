@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from sparsecircuits.model import ModelConfig, SparseTransformer
-from sparsecircuits.sparsity import (
+from sparsecircuits.model.sparsity import (
     WeightSparsifier,
     channel_dim_of,
     kept_fraction_schedule,

@@ -1,4 +1,4 @@
-"""The 20 built-in tasks obey the four rules of TASKS.md under real tokenizers."""
+"""The 20 built-in tasks obey the four rules of docs/tasks.md under real tokenizers."""
 
 from __future__ import annotations
 
@@ -165,7 +165,7 @@ def _double_bracket_tokenizer():
 
 @pytest.mark.parametrize("double", [False, True], ids=["stdlib", "double-bracket-token"])
 def test_bracket_counting_follows_the_tokenizer(stdlib_tokenizer, double):
-    """`]]` as one token makes the answer `]]` vs `]` (TASKS.md's form); as two tokens, `]`
+    """`]]` as one token makes the answer `]]` vs `]` (docs/tasks.md's form); as two tokens, `]`
     vs newline. Either way the pairs obey the rules (before, a `]]` token broke rule 1)."""
     tok = _double_bracket_tokenizer() if double else stdlib_tokenizer
     has_double = "]]" in tok.get_vocab()

@@ -13,7 +13,7 @@ from safetensors.torch import load_file
 
 from sparsecircuits.checkpoint import load_checkpoint
 from sparsecircuits.cli import main
-from sparsecircuits.sparsity import WeightSparsifier
+from sparsecircuits.model.sparsity import WeightSparsifier
 from sparsecircuits.train import kept_fraction, native_bf16, train, weight_decay_params
 from sparsecircuits.train_config import load_run_config
 

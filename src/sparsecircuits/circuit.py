@@ -43,12 +43,7 @@ from sparsecircuits import __version__
 from sparsecircuits.atomic import atomic_dir
 from sparsecircuits.checkpoint import model_fingerprint
 from sparsecircuits.errors import InputError
-from sparsecircuits.model import (
-    LOCATIONS,
-    NODE_LOCATION_BY_ALIAS,
-    NODE_LOCATIONS,
-    SparseTransformer,
-)
+from sparsecircuits.model import LOCATIONS, NODE_LOCATIONS, SparseTransformer, get_location
 
 CIRCUIT_FORMAT = "sparsecircuits.circuit/1"
 CIRCUIT_FILE = "circuit.json"
@@ -163,7 +158,7 @@ def _matrix_edges(
 
 
 def _hook(alias: str, layer: int) -> str:
-    return NODE_LOCATION_BY_ALIAS[alias].hook_name(layer)
+    return get_location(alias).hook_name(layer)
 
 
 def compute_edges(model: SparseTransformer, nodes: Nodes) -> list[Edge]:
@@ -301,7 +296,7 @@ class Circuit:
 
     def nodes_by_location(self) -> dict[str, int]:
         """Kept-node count per location alias (summed over layers), in table order."""
-        counts = {alias: 0 for alias in NODE_LOCATION_BY_ALIAS}
+        counts = {loc.alias: 0 for loc in NODE_LOCATIONS}
         for hook, idx in self.nodes.items():
             counts[hook_location(hook)[1]] += len(idx)
         return counts

@@ -37,9 +37,9 @@ from sparsecircuits import __version__
 from sparsecircuits.atomic import atomic_write_text
 from sparsecircuits.checkpoint import VAL_CORPUS_DIR, Checkpoint, load_checkpoint
 from sparsecircuits.errors import InputError
+from sparsecircuits.model.sparsity import sparsity_report
 from sparsecircuits.prune import PruneConfig, prune
 from sparsecircuits.report import build_report_data, index_entry, render_index, write_report
-from sparsecircuits.sparsity import sparsity_report
 from sparsecircuits.tasks import DEFAULT_TARGET_LOSS, Task, evaluate_tasks, get_task, list_tasks
 from sparsecircuits.validate import validate
 

@@ -17,7 +17,7 @@ from sparsecircuits.checkpoint import (
 )
 from sparsecircuits.errors import InputError
 from sparsecircuits.model import node_table_markdown
-from sparsecircuits.sparsity import sparsity_report
+from sparsecircuits.model.sparsity import sparsity_report
 
 
 def _info(args: argparse.Namespace) -> int:

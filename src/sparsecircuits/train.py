@@ -1,4 +1,4 @@
-"""Weight-sparse training (METHOD.md section 2): one loop for sparse and dense runs.
+"""Weight-sparse training (docs/method.md section 2): one loop for sparse and dense runs.
 
 Every optimizer step: forward and backward on a batch of random windows, gradients
 normalized to global RMS 1, Adam (betas 0.9/0.95, eps 0.1), then the L0 projection of
@@ -31,7 +31,7 @@ from sparsecircuits import __version__
 from sparsecircuits.data.shards import BatchSampler, TokenShards, sample_batch
 from sparsecircuits.errors import InputError
 from sparsecircuits.model import SparseTransformer
-from sparsecircuits.sparsity import WeightSparsifier, kept_fraction_schedule, sparsity_report
+from sparsecircuits.model.sparsity import WeightSparsifier, kept_fraction_schedule, sparsity_report
 from sparsecircuits.train_config import RunConfig, TrainConfig, apply_overrides, load_run_config
 from sparsecircuits.train_state import (
     ResumeState,
@@ -155,7 +155,7 @@ def _grad_rms_(params: Sequence[torch.nn.Parameter], normalize: bool) -> torch.T
 
 def weight_decay_params(model: SparseTransformer) -> list[tuple[str, torch.nn.Parameter]]:
     """The parameters that get decoupled weight decay: the weight matrices, embeddings and
-    unembedding. Biases and the bigram table are skipped (METHOD.md section 2), and so are
+    unembedding. Biases and the bigram table are skipped (docs/method.md section 2), and so are
     norm gains and sink logits, as in the reference code (it decays only 2-D weights)."""
     kinds = model.parameter_kinds()
     return [(n, p) for n, p in model.named_parameters() if kinds[n] in ("matrix", "embedding")]

@@ -19,7 +19,7 @@ from typing import Any
 
 from sparsecircuits.errors import InputError
 from sparsecircuits.model import ModelConfig
-from sparsecircuits.sparsity import ANNEAL_SHAPES
+from sparsecircuits.model.sparsity import ANNEAL_SHAPES
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -32,7 +32,7 @@ AUTOCASTS = ("none", "bf16", "auto")
 
 @dataclass(frozen=True)
 class TrainConfig:
-    """Every training setting, with the paper's values as defaults (METHOD.md section 2).
+    """Every training setting, with the paper's values as defaults (docs/method.md section 2).
 
     batch_size is the global batch (sequences per optimizer step over all processes);
     the context length is the model's n_ctx. target_density is the kept fraction of every

@@ -1,4 +1,4 @@
-"""Prune a model to a task circuit (METHOD.md section 4).
+"""Prune a model to a task circuit (docs/method.md section 4).
 
 `prune(model, task, tokenizer, PruneConfig(...), data=CORPUS)` returns a `PruneResult`
 whose `.circuit` is a `sparsecircuits.circuit.Circuit`. The pieces are public too:

@@ -1,5 +1,5 @@
 """Discretizing the masks: rank nodes by tau, bisect over k for the smallest top-k node set
-whose task loss is at most the target (METHOD.md section 4)."""
+whose task loss is at most the target (docs/method.md section 4)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Logit calibration of a pruned circuit: a fitted scale and shift (METHOD.md section 4).
+"""Logit calibration of a pruned circuit: a fitted scale and shift (docs/method.md section 4).
 
 Only the two answer logits matter to the task loss, and a shift added to every logit
 cancels there, so the shift is applied to the logit of each pair's A-side answer

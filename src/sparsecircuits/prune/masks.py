@@ -23,8 +23,8 @@ from torch import nn
 
 from sparsecircuits.circuit import node_width
 from sparsecircuits.errors import InputError
-from sparsecircuits.hooks import HookPoint
 from sparsecircuits.model import Norm, SparseTransformer
+from sparsecircuits.model.hooks import HookPoint
 
 
 @contextmanager

@@ -1,6 +1,6 @@
 """Optimizing the node masks: task loss + k_coef x (number of kept nodes), with AdamW.
 
-METHOD.md section 4. The forward pass runs the whole prompt, but only each prompt's last
+docs/method.md section 4. The forward pass runs the whole prompt, but only each prompt's last
 position is unembedded (`last_logits`), which is all the task loss reads.
 """
 
@@ -24,7 +24,7 @@ from sparsecircuits.tasks import TaskBatch, task_loss
 
 @dataclass
 class PruneConfig:
-    """Every pruning setting (METHOD.md section 4 defaults unless noted).
+    """Every pruning setting (docs/method.md section 4 defaults unless noted).
 
     CPU defaults, chosen to prune one task of the `small-sparse` preset within a minute on 2
     cores (benchmarks/RESULTS.md, prune section): `steps` 150 (paper: ~2000), `batch_pairs`

@@ -1,4 +1,4 @@
-"""`prune`: a model and a task in, a Circuit out (METHOD.md section 4, end to end).
+"""`prune`: a model and a task in, a Circuit out (docs/method.md section 4, end to end).
 
 1. generate train pairs (to optimize the masks) and held-out test pairs (to bisect and
    report on); 2. compute the ablation values; 3. optimize the node masks; 4. rank nodes

@@ -127,7 +127,7 @@ def model_card(
 ) -> dict[str, Any]:
     """Config, nonzero weights and losses of a model (any argument may be missing)."""
     from sparsecircuits.checkpoint import model_fingerprint
-    from sparsecircuits.sparsity import sparsity_report
+    from sparsecircuits.model.sparsity import sparsity_report
 
     card: dict[str, Any] = {"path": str(model_dir) if model_dir else None, "fingerprint": fingerprint}
     cfg = model.cfg if model is not None else None

@@ -19,8 +19,8 @@ import torch
 from sparsecircuits.circuit import Circuit, hook_location, node_width
 from sparsecircuits.data.tokenizer import decode
 from sparsecircuits.errors import InputError
-from sparsecircuits.hooks import HookPoint
 from sparsecircuits.model import SparseTransformer
+from sparsecircuits.model.hooks import HookPoint
 from sparsecircuits.prune.ablation import ablation_values
 from sparsecircuits.prune.masks import ablate, frozen_norms, record_norm_scales
 from sparsecircuits.tasks import Task, get_task, load_task_file, make_batch, task_loss

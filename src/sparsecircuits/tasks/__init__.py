@@ -1,7 +1,7 @@
 """Tasks: the 20 built-in Python tasks, user tasks, batching, the task loss and evaluation.
 
-A task yields pairs of prompts whose correct next tokens are swapped (METHOD.md section 3,
-TASKS.md). `get_task(name).generate(tokenizer, n, seed, split)` gives checked, encoded
+A task yields pairs of prompts whose correct next tokens are swapped (docs/method.md section 3,
+docs/tasks.md). `get_task(name).generate(tokenizer, n, seed, split)` gives checked, encoded
 pairs; `make_batch` turns them into a right-padded batch; `task_loss` and
 `task_accuracy` score a model's logits; `evaluate_tasks` runs a model on many tasks.
 """

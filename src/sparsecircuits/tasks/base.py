@@ -1,7 +1,7 @@
 """Pairs, the four task rules checked against a tokenizer, the Task class and the registry.
 
 A task is a generator of **pairs**: prompt A whose correct next token is `target` and
-prompt B whose correct next token is `alt` (see TASKS.md). Generators return a `Pair`
+prompt B whose correct next token is `alt` (see docs/tasks.md). Generators return a `Pair`
 whose `target`/`alt` may be the whole completion of the code; `check_pair` derives the
 token the model would really see (the first token after the prompt's tokens) and checks:
 
@@ -307,7 +307,7 @@ def get_task(name: str) -> Task:
 
 
 def list_tasks() -> list[str]:
-    """Names of the 20 built-in tasks, in TASKS.md order."""
+    """Names of the 20 built-in tasks, in docs/tasks.md order."""
     return list(_BUILTIN)
 
 

@@ -1,6 +1,6 @@
 """Pairs to batches, the two-sided binary task loss and accuracy, and task evaluation.
 
-METHOD.md section 3: restrict the last position's logits to {target, alt};
+docs/method.md section 3: restrict the last position's logits to {target, alt};
 loss = -1/2 [log p_A(target) + log p_B(alt)], averaged over pairs; chance is ln 2.
 A batch holds the A prompts in rows 0..n-1 and the B prompts in rows n..2n-1, so the
 mean over rows is exactly that loss.

@@ -1,4 +1,4 @@
-"""The 20 built-in Python tasks of TASKS.md, as random generators of pairs.
+"""The 20 built-in Python tasks of docs/tasks.md, as random generators of pairs.
 
 Every generator draws all its randomness once and builds both prompts from it, so the
 two prompts differ only where the task needs them to. Each returns the prompts and the
@@ -162,7 +162,7 @@ def bracket_context(tokenizer: Tokenizer) -> tuple[list[str], bool]:
 
 
 def bracket_counting(rng: random.Random, context: tuple[list[str], bool]) -> Pair:
-    """With a `]]` token, the form of TASKS.md: `[[1, 2], [3, 4` -> `]]` vs `[1, 2, 3, 4` ->
+    """With a `]]` token, the form of docs/tasks.md: `[[1, 2], [3, 4` -> `]]` vs `[1, 2, 3, 4` ->
     `]`. Without one, the prompt also holds the inner `]` (else both answers would be `]`)."""
     pool, double_token = context
     var, arg = rng.sample(pool, 2)

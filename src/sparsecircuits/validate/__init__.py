@@ -1,6 +1,6 @@
 """Validate circuits: sufficiency, necessity, faithfulness, controls and a verdict.
 
-A small circuit with low loss is not yet an explanation (METHOD.md section 5): pruning
+A small circuit with low loss is not yet an explanation (docs/method.md section 5): pruning
 also reaches low loss on nonsense tasks and random models. `validate` computes a
 circuit's metrics, runs the chosen controls and writes a verdict (ok | suspect |
 insufficient) with documented thresholds to validation.json; see docs/validation.md.

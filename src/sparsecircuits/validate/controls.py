@@ -21,8 +21,8 @@ from tqdm.auto import tqdm
 from sparsecircuits.circuit import Circuit
 from sparsecircuits.errors import InputError
 from sparsecircuits.model import SparseTransformer
+from sparsecircuits.model.sparsity import project_to_budget_
 from sparsecircuits.prune import PruneConfig, ablation_values, prune
-from sparsecircuits.sparsity import project_to_budget_
 from sparsecircuits.tasks import Task, TaskBatch, task_loss
 from sparsecircuits.validate.metrics import (
     KeepMasks,

@@ -5,7 +5,7 @@ are swapped. The prompts, the answer tokens and their frequencies stay those of 
 task, but which prompt expects which answer is an arbitrary function of the prompt's
 content: a circuit that really computes the task's rule is at chance on it. If pruning
 still finds a small circuit reaching the target loss on it, small low-loss circuits are not
-evidence of a mechanism (the critique, METHOD.md section 5).
+evidence of a mechanism (the critique, docs/method.md section 5).
 """
 
 from __future__ import annotations

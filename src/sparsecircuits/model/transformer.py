@@ -1,4 +1,4 @@
-"""The weight-sparse transformer: config, node-location table, and the model with hook points.
+"""The weight-sparse transformer with hook points.
 
 The forward pass follows the paper's reference implementation (openai/circuit_sparsity)
 exactly, so its checkpoints import losslessly: pre-norm blocks, fused q/k/v, optional
@@ -7,212 +7,16 @@ attention sink, optional bigram table, AbsTopK at any subset of the 8 node locat
 
 from __future__ import annotations
 
-import json
 import math
-from dataclasses import asdict, dataclass, field, fields
-from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from sparsecircuits.errors import InputError
-from sparsecircuits.hooks import HookedModule, HookPoint
-from sparsecircuits.sparsity import abs_topk
-
-LOCATIONS: tuple[str, ...] = (
-    "attn_in",
-    "attn_q",
-    "attn_k",
-    "attn_v",
-    "attn_out",
-    "mlp_in",
-    "mlp_neuron",
-    "mlp_out",
-)
-
-
-@dataclass(frozen=True)
-class NodeLocation:
-    """One of the 8 per-layer node locations: where its hook is, its width, what it means."""
-
-    alias: str
-    hook: str  # hook name template with {layer}
-    width: str  # width in config terms
-    meaning: str
-
-    def hook_name(self, layer: int) -> str:
-        """The hook name of this location in a given layer."""
-        return self.hook.format(layer=layer)
-
-    def alias_name(self, layer: int) -> str:
-        """The alias (paper name) of this location in a given layer."""
-        return f"blocks.{layer}.{self.alias}"
-
-
-# The one table of node locations. Pruning and the viewer find nodes only through it.
-NODE_LOCATIONS: tuple[NodeLocation, ...] = (
-    NodeLocation("attn_in", "blocks.{layer}.attn.hook_in", "d_model (+ d_pos_emb)",
-                 "normalized residual read by attention (after AbsTopK)"),
-    NodeLocation("attn_q", "blocks.{layer}.attn.hook_q", "n_head x d_head",
-                 "query channels, all heads jointly"),
-    NodeLocation("attn_k", "blocks.{layer}.attn.hook_k", "n_head x d_head",
-                 "key channels, all heads jointly"),
-    NodeLocation("attn_v", "blocks.{layer}.attn.hook_v", "n_head x d_head",
-                 "value channels, all heads jointly"),
-    NodeLocation("attn_out", "blocks.{layer}.hook_attn_out", "d_model",
-                 "residual channels written by attention (before the residual add)"),
-    NodeLocation("mlp_in", "blocks.{layer}.mlp.hook_in", "d_model (+ d_pos_emb)",
-                 "normalized residual read by the MLP (after AbsTopK)"),
-    NodeLocation("mlp_neuron", "blocks.{layer}.mlp.hook_post", "d_mlp",
-                 "MLP neurons after the nonlinearity"),
-    NodeLocation("mlp_out", "blocks.{layer}.hook_mlp_out", "d_model",
-                 "residual channels written by the MLP (before the residual add)"),
-)
-NODE_LOCATION_BY_ALIAS: dict[str, NodeLocation] = {loc.alias: loc for loc in NODE_LOCATIONS}
-
-
-def node_table_markdown() -> str:
-    """The node-location table as Markdown, for the docs."""
-    rows = ["| alias | hook name | width | meaning |", "|---|---|---|---|"]
-    for loc in NODE_LOCATIONS:
-        rows.append(f"| `{loc.alias}` | `{loc.hook}` | {loc.width} | {loc.meaning} |")
-    return "\n".join(rows)
-
-
-@dataclass(frozen=True)
-class ModelConfig:
-    """Every field that shapes the forward pass. Invalid combinations fail at construction."""
-
-    n_layer: int = 2
-    d_model: int = 64
-    n_head: int = 4
-    d_head: int = 16
-    d_mlp: int = 256
-    vocab_size: int = 2048
-    n_ctx: int = 128
-    norm: str = "rms"  # rms | layer
-    norm_bias: bool = False  # LayerNorm bias (layer norm only)
-    bias: bool = True  # biases in the linear layers
-    activation: str = "gelu"  # gelu | relu
-    residual_activation: str = "identity"  # identity | relu (reference-code option)
-    attention_sink: bool = False
-    bigram_table: bool = False
-    positional: str = "none"  # none | learned | concat
-    d_pos_emb: int | None = None  # width of the concatenated positional embedding
-    afrac: float | None = None  # AbsTopK kept fraction; None disables activation sparsity
-    afrac_locations: tuple[str, ...] = field(default=LOCATIONS)
-    tied_embeddings: bool = False
-    final_logits_bias: bool = False
-    init_std: float = 0.02
-
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "afrac_locations", tuple(self.afrac_locations))
-        for name in ("n_layer", "d_model", "n_head", "d_head", "d_mlp", "n_ctx"):
-            value = getattr(self, name)
-            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-                raise InputError(f"ModelConfig.{name} must be a positive integer, got {value!r}")
-        if not isinstance(self.vocab_size, int) or self.vocab_size < 2:
-            raise InputError(f"ModelConfig.vocab_size must be an integer >= 2, got {self.vocab_size!r}")
-        choices = {
-            "norm": ("rms", "layer"),
-            "activation": ("gelu", "relu"),
-            "residual_activation": ("identity", "relu"),
-            "positional": ("none", "learned", "concat"),
-        }
-        for name, allowed in choices.items():
-            if getattr(self, name) not in allowed:
-                raise InputError(
-                    f"ModelConfig.{name} must be one of {', '.join(allowed)}, got {getattr(self, name)!r}"
-                )
-        if self.norm_bias and self.norm != "layer":
-            raise InputError("ModelConfig.norm_bias is only valid with norm='layer' (RMSNorm has no bias)")
-        if self.positional == "concat":
-            if not isinstance(self.d_pos_emb, int) or self.d_pos_emb < 1:
-                raise InputError(
-                    "ModelConfig.d_pos_emb must be a positive integer when positional='concat', "
-                    f"got {self.d_pos_emb!r}"
-                )
-        elif self.d_pos_emb is not None:
-            raise InputError(
-                f"ModelConfig.d_pos_emb is only used with positional='concat' (positional={self.positional!r})"
-            )
-        unknown = [loc for loc in self.afrac_locations if loc not in LOCATIONS]
-        if unknown:
-            raise InputError(
-                f"ModelConfig.afrac_locations has unknown location(s) {unknown}; valid: {', '.join(LOCATIONS)}"
-            )
-        if self.afrac is not None:
-            if not (0.0 < float(self.afrac) <= 1.0):
-                raise InputError(f"ModelConfig.afrac must be in (0, 1], got {self.afrac!r}")
-            for loc in self.afrac_locations:
-                if self.topk(loc) < 1:
-                    raise InputError(
-                        f"ModelConfig.afrac={self.afrac} keeps no entry at {loc} "
-                        f"(width {self.location_width(loc)}); raise afrac"
-                    )
-        if not (self.init_std > 0):
-            raise InputError(f"ModelConfig.init_std must be positive, got {self.init_std!r}")
-
-    @property
-    def d_attn(self) -> int:
-        """Width of q, k and v (all heads)."""
-        return self.n_head * self.d_head
-
-    @property
-    def d_in(self) -> int:
-        """Width of the attention and MLP inputs (d_model, plus d_pos_emb when concatenated)."""
-        return self.d_model + (self.d_pos_emb or 0)
-
-    def location_width(self, alias: str) -> int:
-        """Number of nodes per token at a node location."""
-        widths = {
-            "attn_in": self.d_in,
-            "attn_q": self.d_attn,
-            "attn_k": self.d_attn,
-            "attn_v": self.d_attn,
-            "attn_out": self.d_model,
-            "mlp_in": self.d_in,
-            "mlp_neuron": self.d_mlp,
-            "mlp_out": self.d_model,
-        }
-        return widths[alias]
-
-    def topk(self, alias: str) -> int | None:
-        """AbsTopK k at a location, or None when activation sparsity is off there."""
-        if self.afrac is None or alias not in self.afrac_locations:
-            return None
-        return int(self.afrac * self.location_width(alias))
-
-    def to_dict(self) -> dict[str, Any]:
-        """A JSON-ready dict of every field."""
-        d = asdict(self)
-        d["afrac_locations"] = list(self.afrac_locations)
-        return d
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> ModelConfig:
-        """Build from a dict; unknown fields are an error naming them."""
-        if not isinstance(d, dict):
-            raise InputError(f"model config must be a JSON object, got {type(d).__name__}")
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(d) - known)
-        if unknown:
-            raise InputError(f"unknown ModelConfig field(s): {', '.join(unknown)}")
-        return cls(**d)
-
-    def to_json(self) -> str:
-        """JSON text (indented, stable key order)."""
-        return json.dumps(self.to_dict(), indent=2)
-
-    @classmethod
-    def from_json(cls, text: str) -> ModelConfig:
-        """Parse JSON text written by `to_json`."""
-        try:
-            d = json.loads(text)
-        except json.JSONDecodeError as exc:
-            raise InputError(f"model config is not valid JSON: {exc}") from exc
-        return cls.from_dict(d)
+from sparsecircuits.model.config import ModelConfig
+from sparsecircuits.model.hooks import HookedModule, HookPoint
+from sparsecircuits.model.locations import node_locations
+from sparsecircuits.model.sparsity import abs_topk
 
 
 class Norm(nn.Module):
@@ -353,7 +157,7 @@ class SparseTransformer(HookedModule):
     """GPT-style decoder whose activations all carry named hook points.
 
     `forward(tokens[B, T]) -> logits[B, T, vocab]`. Hook names follow TransformerLens; the
-    paper's location names (`blocks.{l}.attn_in`, ...) are aliases (see NODE_LOCATIONS).
+    paper's location names (`blocks.{l}.attn_in`, ...) are aliases (see model/locations.py).
     """
 
     def __init__(self, cfg: ModelConfig) -> None:
@@ -402,7 +206,7 @@ class SparseTransformer(HookedModule):
         return {
             loc.alias_name(layer): loc.hook_name(layer)
             for layer in range(self.cfg.n_layer)
-            for loc in NODE_LOCATIONS
+            for loc in node_locations()
         }
 
     def parameter_kinds(self) -> dict[str, str]:

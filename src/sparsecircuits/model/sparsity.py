@@ -1,5 +1,5 @@
 """Sparsity primitives: activation AbsTopK, the weight-sparsity report, and the L0 weight
-projection with its anneal schedule (METHOD.md section 2)."""
+projection with its anneal schedule (docs/method.md section 2)."""
 
 from __future__ import annotations
 
