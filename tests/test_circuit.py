@@ -11,7 +11,6 @@ from sparsecircuits.checkpoint import model_fingerprint
 from sparsecircuits.circuit import (
     Circuit,
     Edge,
-    all_node_hooks,
     compute_edges,
     embed_links,
     parse_node_id,
@@ -20,6 +19,7 @@ from sparsecircuits.circuit import (
 )
 from sparsecircuits.errors import InputError
 from sparsecircuits.model import ModelConfig, SparseTransformer
+from sparsecircuits.model.locations import all_node_hooks
 
 
 def hand_model() -> SparseTransformer:

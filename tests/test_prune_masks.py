@@ -1,21 +1,16 @@
-"""Node masks, the ablate context, frozen norms and the last-position forward."""
+"""Node masks, the ablate context, frozen norms (hook patches on every norm's
+`hook_scale`/`hook_center`) and the last-position forward."""
 
 from __future__ import annotations
 
 import pytest
 import torch
 
-from sparsecircuits.circuit import all_node_hooks, node_width
 from sparsecircuits.errors import InputError
 from sparsecircuits.model import ModelConfig, SparseTransformer
-from sparsecircuits.prune import (
-    NodeMasks,
-    ablate,
-    frozen_norms,
-    heaviside,
-    last_logits,
-    record_norm_scales,
-)
+from sparsecircuits.model.interventions import ablate, frozen_norms, record_norm_scales
+from sparsecircuits.model.locations import all_node_hooks, node_width
+from sparsecircuits.prune import NodeMasks, heaviside
 from sparsecircuits.tasks import TaskBatch, final_logits, task_loss
 
 
@@ -134,12 +129,12 @@ def test_last_logits_match_the_full_forward(overrides: dict) -> None:
     last = torch.tensor([8, 3, 0, 5, 7])
     batch = TaskBatch(tokens, last, torch.zeros(5, dtype=torch.long), torch.ones(5, dtype=torch.long))
     full = final_logits(model(tokens), batch)
-    assert torch.allclose(last_logits(model, tokens, last), full, atol=1e-5)
-    assert torch.allclose(task_loss(last_logits(model, tokens, last), batch), task_loss(model(tokens), batch))
+    assert torch.allclose(model.last_logits(tokens, last), full, atol=1e-5)
+    assert torch.allclose(task_loss(model.last_logits(tokens, last), batch), task_loss(model(tokens), batch))
     masks = NodeMasks(model, all_node_hooks(model), init=0.0, noise=0.5, generator=torch.Generator().manual_seed(1))
     values = random_values(model)
     with masks.applied(model, values):
-        masked = last_logits(model, tokens, last)
+        masked = model.last_logits(tokens, last)
         assert torch.allclose(masked, final_logits(model(tokens), batch), atol=1e-5)
     assert not torch.allclose(masked, full, atol=1e-3)
 
@@ -162,7 +157,8 @@ def test_frozen_norms_use_the_full_models_scale(norm: str) -> None:
 
     with frozen_norms(model, stats), ablate(model, keep, values), model.hooks([("blocks.1.hook_resid_post", grab)]):
         frozen = model(tokens)
-    center, inv = stats[model.ln_final]
+    center = stats.get("ln_final.hook_center", 0.0)
+    inv = stats["ln_final.hook_scale"]
     expected = (resid["x"] - center) * inv * model.ln_final.weight
     logits = model.unembed(expected) + model.final_logits_bias + model.bigram_table[tokens]
     assert torch.allclose(frozen, logits, atol=1e-5)

@@ -12,10 +12,8 @@ import torch
 from sparsecircuits.checkpoint import model_fingerprint, save_checkpoint
 from sparsecircuits.circuit import (
     Circuit,
-    all_node_hooks,
     compute_edges,
     embed_links,
-    node_width,
     residual_links,
     unembed_links,
 )
@@ -23,7 +21,8 @@ from sparsecircuits.cli import main
 from sparsecircuits.data.tokenizer import decode
 from sparsecircuits.errors import InputError
 from sparsecircuits.model import ModelConfig, SparseTransformer
-from sparsecircuits.prune.masks import ablate, frozen_norms, record_norm_scales
+from sparsecircuits.model.interventions import ablate, frozen_norms, record_norm_scales
+from sparsecircuits.model.locations import all_node_hooks, node_width
 from sparsecircuits.report import build_report_data, build_run_data, render_report
 from sparsecircuits.report.nodes import removal_losses
 from sparsecircuits.report.plots import plot_curve, plot_training
@@ -141,7 +140,7 @@ def test_batched_removal_equals_one_node_at_a_time(setup, freeze, dead_last_bloc
             return float(task_loss(model(batch.tokens), batch))
 
     with torch.no_grad():
-        batched = removal_losses(model, keep, values, batch, nodes, stats, group_rows=3, max_rows=7)
+        batched = removal_losses(model, keep, values, batch, nodes, freeze, group_rows=3, max_rows=7)
     assert batched == pytest.approx([one_at_a_time(h, i) for h, i in nodes], abs=1e-6)
 
 

@@ -10,9 +10,9 @@ import torch
 import torch.nn.functional as F
 
 from planted_model import PLANTED_NODES, MarkerTask, circuit_from_nodes, planted_model
-from sparsecircuits.circuit import all_node_hooks, node_width
 from sparsecircuits.errors import InputError
 from sparsecircuits.model import ModelConfig, SparseTransformer
+from sparsecircuits.model.locations import all_node_hooks, node_width
 from sparsecircuits.prune import PruneConfig, ablation_values
 from sparsecircuits.tasks import make_batch
 from sparsecircuits.validate import (

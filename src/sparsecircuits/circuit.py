@@ -43,7 +43,16 @@ from sparsecircuits import __version__
 from sparsecircuits.atomic import atomic_dir
 from sparsecircuits.checkpoint import model_fingerprint
 from sparsecircuits.errors import InputError
-from sparsecircuits.model import LOCATIONS, NODE_LOCATIONS, SparseTransformer, get_location
+from sparsecircuits.model import SparseTransformer
+from sparsecircuits.model.locations import (
+    NodeLocation,
+    all_node_hooks,
+    get_location,
+    hook_location,
+    locations_with_role,
+    node_locations,
+    node_width,
+)
 
 CIRCUIT_FORMAT = "sparsecircuits.circuit/1"
 CIRCUIT_FILE = "circuit.json"
@@ -51,51 +60,6 @@ MASKS_FILE = "masks.safetensors"
 LOSS_KEYS = ("full", "circuit", "circuit_calibrated", "ablate_all", "circuit_ablated")
 
 Nodes = Mapping[str, Iterable[int] | torch.Tensor]
-
-
-def node_hooks(model: SparseTransformer, locations: Iterable[str] = LOCATIONS) -> list[str]:
-    """Hook names of the given location aliases in every layer, in forward order."""
-    wanted = list(locations)
-    unknown = [a for a in wanted if a not in LOCATIONS]
-    if unknown:
-        raise InputError(
-            f"unknown node location(s) {unknown}; valid locations: {', '.join(LOCATIONS)}"
-        )
-    if not wanted:
-        raise InputError("no node locations given; choose at least one of " + ", ".join(LOCATIONS))
-    return [
-        loc.hook_name(layer)
-        for layer in range(model.cfg.n_layer)
-        for loc in NODE_LOCATIONS
-        if loc.alias in wanted
-    ]
-
-
-def hook_location(hook: str) -> tuple[int, str]:
-    """(layer, alias) of a node-location hook name such as 'blocks.0.attn.hook_q'."""
-    parts = hook.split(".")
-    if len(parts) >= 3 and parts[0] == "blocks" and parts[1].isdigit():
-        layer = int(parts[1])
-        for loc in NODE_LOCATIONS:
-            if loc.hook_name(layer) == hook:
-                return layer, loc.alias
-    raise InputError(
-        f"{hook!r} is not a node-location hook; node locations are "
-        + ", ".join(loc.hook for loc in NODE_LOCATIONS)
-    )
-
-
-def node_width(model: SparseTransformer, hook: str) -> int:
-    """Number of nodes (per token) at a node-location hook, checked against the model."""
-    layer, alias = hook_location(hook)
-    if layer >= model.cfg.n_layer:
-        raise InputError(f"{hook!r}: the model has only {model.cfg.n_layer} layer(s)")
-    return model.cfg.location_width(alias)
-
-
-def all_node_hooks(model: SparseTransformer) -> list[str]:
-    """Every node-location hook of the model, in forward order."""
-    return node_hooks(model, LOCATIONS)
 
 
 @dataclass(frozen=True)
@@ -157,42 +121,21 @@ def _matrix_edges(
     ]
 
 
-def _hook(alias: str, layer: int) -> str:
-    return get_location(alias).hook_name(layer)
-
-
 def compute_edges(model: SparseTransformer, nodes: Nodes) -> list[Edge]:
-    """The circuit's edges: nonzero weights of the four block matrices between kept nodes.
-
-    attn_in -> q/k/v (the fused input projection), v -> attn_out (the output projection),
-    mlp_in -> neuron, neuron -> mlp_out. `nodes` maps hook names to kept indices (or bool
-    masks); a hook that is absent has no kept nodes. The circuit size is `len(edges)`.
+    """The circuit's edges: nonzero weights between kept nodes, for every weight slice of
+    the locations table (attn_in -> q/k/v, v -> attn_out, mlp_in -> neuron, neuron ->
+    mlp_out in the paper's model). `nodes` maps hook names to kept indices (or bool masks);
+    a hook that is absent has no kept nodes. The circuit size is `len(edges)`.
     """
-    d_attn = model.cfg.d_attn
     edges: list[Edge] = []
     for layer, block in enumerate(model.blocks):
-        attn_in = _indices(nodes, _hook("attn_in", layer))
-        w_qkv = block.attn.c_attn.weight
-        for part, alias in enumerate(("attn_q", "attn_k", "attn_v")):
-            rows = w_qkv[part * d_attn : (part + 1) * d_attn]
-            edges += _matrix_edges(
-                rows, _hook("attn_in", layer), attn_in, _hook(alias, layer), _indices(nodes, _hook(alias, layer))
-            )
-        edges += _matrix_edges(
-            block.attn.c_proj.weight,
-            _hook("attn_v", layer), _indices(nodes, _hook("attn_v", layer)),
-            _hook("attn_out", layer), _indices(nodes, _hook("attn_out", layer)),
-        )
-        edges += _matrix_edges(
-            block.mlp.c_fc.weight,
-            _hook("mlp_in", layer), _indices(nodes, _hook("mlp_in", layer)),
-            _hook("mlp_neuron", layer), _indices(nodes, _hook("mlp_neuron", layer)),
-        )
-        edges += _matrix_edges(
-            block.mlp.c_proj.weight,
-            _hook("mlp_neuron", layer), _indices(nodes, _hook("mlp_neuron", layer)),
-            _hook("mlp_out", layer), _indices(nodes, _hook("mlp_out", layer)),
-        )
+        for loc in node_locations():
+            dst = loc.hook_name(layer)
+            for piece in loc.inputs:
+                src = get_location(piece.src).hook_name(layer)
+                edges += _matrix_edges(
+                    piece.weight(block), src, _indices(nodes, src), dst, _indices(nodes, dst)
+                )
     return edges
 
 
@@ -201,47 +144,54 @@ def _channels(nodes: Nodes, hook: str, d_model: int) -> set[int]:
     return {int(i) for i in _indices(nodes, hook) if i < d_model}
 
 
+def _residual_hooks(model: SparseTransformer, role: str) -> list[tuple[int, str, NodeLocation]]:
+    """(forward position, hook, row) of every location of a role, in forward order."""
+    order = {loc.alias: i for i, loc in enumerate(node_locations())}
+    return [
+        (layer * len(order) + order[loc.alias], loc.hook_name(layer), loc)
+        for layer in range(model.cfg.n_layer)
+        for loc in locations_with_role(role)
+    ]
+
+
 def residual_links(model: SparseTransformer, nodes: Nodes) -> list[Edge]:
-    """Residual channels written by a kept attn_out/mlp_out node and read later by a kept
-    attn_in/mlp_in node; weight is the reading norm's gain on that channel."""
-    d_model, n_layer = model.cfg.d_model, model.cfg.n_layer
-    # Readers in forward order: (position in the forward pass, hook, norm gain).
-    readers = []
-    for layer, block in enumerate(model.blocks):
-        readers.append((2 * layer, _hook("attn_in", layer), block.ln_1.weight.detach()))
-        readers.append((2 * layer + 1, _hook("mlp_in", layer), block.ln_2.weight.detach()))
+    """Residual channels written by a kept write-location node and read later in the forward
+    pass by a kept read-location node; weight is the reading norm's gain on that channel."""
+    d_model = model.cfg.d_model
+    readers = [
+        (pos, hook, model.blocks[hook_location(hook)[0]].get_parameter(loc.norm).detach())
+        for pos, hook, loc in _residual_hooks(model, "read")
+    ]
     links: list[Edge] = []
-    for layer in range(n_layer):
-        for offset, alias in ((0, "attn_out"), (1, "mlp_out")):
-            writer = _hook(alias, layer)
-            written = _channels(nodes, writer, d_model)
-            for pos, reader, gain in readers:
-                if pos <= 2 * layer + offset:
-                    continue
-                for c in sorted(written & _channels(nodes, reader, d_model)):
-                    links.append(Edge(node_id(writer, c), node_id(reader, c), float(gain[c])))
+    for w_pos, writer, _ in _residual_hooks(model, "write"):
+        written = _channels(nodes, writer, d_model)
+        for r_pos, reader, gain in readers:
+            if r_pos <= w_pos:
+                continue
+            for c in sorted(written & _channels(nodes, reader, d_model)):
+                links.append(Edge(node_id(writer, c), node_id(reader, c), float(gain[c])))
     return links
 
 
+def _role_channels(model: SparseTransformer, nodes: Nodes, role: str) -> list[int]:
+    """Kept residual channels over every location of a role (read or write)."""
+    found: set[int] = set()
+    for _, hook, _ in _residual_hooks(model, role):
+        found |= _channels(nodes, hook, model.cfg.d_model)
+    return sorted(found)
+
+
 def embed_links(model: SparseTransformer, nodes: Nodes, tokens: Iterable[int]) -> list[Edge]:
-    """Nonzero embedding weights of `tokens` on channels read by kept attn_in/mlp_in nodes."""
-    d_model = model.cfg.d_model
-    read: set[int] = set()
-    for layer in range(model.cfg.n_layer):
-        read |= _channels(nodes, _hook("attn_in", layer), d_model)
-        read |= _channels(nodes, _hook("mlp_in", layer), d_model)
-    return _table_links(model.embed.weight, tokens, sorted(read), "embed:{t}", "hook_embed:{c}")
+    """Nonzero embedding weights of `tokens` on channels read by kept read-location nodes."""
+    channels = _role_channels(model, nodes, "read")
+    return _table_links(model.embed.weight, tokens, channels, "embed:{t}", "hook_embed:{c}")
 
 
 def unembed_links(model: SparseTransformer, nodes: Nodes, tokens: Iterable[int]) -> list[Edge]:
-    """Nonzero unembedding weights of `tokens` on channels written by kept attn_out/mlp_out nodes."""
-    d_model = model.cfg.d_model
-    written: set[int] = set()
-    for layer in range(model.cfg.n_layer):
-        written |= _channels(nodes, _hook("attn_out", layer), d_model)
-        written |= _channels(nodes, _hook("mlp_out", layer), d_model)
+    """Nonzero unembedding weights of `tokens` on channels written by kept write-location nodes."""
+    channels = _role_channels(model, nodes, "write")
     return _table_links(
-        model.unembed.weight, tokens, sorted(written), "ln_final.hook_normalized:{c}", "unembed:{t}"
+        model.unembed.weight, tokens, channels, "ln_final.hook_normalized:{c}", "unembed:{t}"
     )
 
 
@@ -296,7 +246,7 @@ class Circuit:
 
     def nodes_by_location(self) -> dict[str, int]:
         """Kept-node count per location alias (summed over layers), in table order."""
-        counts = {loc.alias: 0 for loc in NODE_LOCATIONS}
+        counts = {loc.alias: 0 for loc in node_locations()}
         for hook, idx in self.nodes.items():
             counts[hook_location(hook)[1]] += len(idx)
         return counts

@@ -8,12 +8,14 @@ here plus its `HookPoint` in the forward pass (`model/transformer.py`).
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import torch
 from torch import nn
+
+from sparsecircuits.errors import InputError
 
 if TYPE_CHECKING:
     from sparsecircuits.model.config import ModelConfig
@@ -136,3 +138,47 @@ def node_table_markdown() -> str:
     for loc in node_locations():
         rows.append(f"| `{loc.alias}` | `{loc.hook}` | {loc.role} | {loc.width} | {loc.meaning} |")
     return "\n".join(rows)
+
+
+def node_hooks(model: nn.Module, locations: Iterable[str] = LOCATIONS) -> list[str]:
+    """Hook names of the given location aliases in every layer, in forward order."""
+    wanted = list(locations)
+    valid = location_aliases()
+    unknown = [a for a in wanted if a not in valid]
+    if unknown:
+        raise InputError(f"unknown node location(s) {unknown}; valid locations: {', '.join(valid)}")
+    if not wanted:
+        raise InputError("no node locations given; choose at least one of " + ", ".join(valid))
+    return [
+        loc.hook_name(layer)
+        for layer in range(model.cfg.n_layer)
+        for loc in node_locations()
+        if loc.alias in wanted
+    ]
+
+
+def hook_location(hook: str) -> tuple[int, str]:
+    """(layer, alias) of a node-location hook name such as 'blocks.0.attn.hook_q'."""
+    parts = hook.split(".")
+    if len(parts) >= 3 and parts[0] == "blocks" and parts[1].isdigit():
+        layer = int(parts[1])
+        for loc in node_locations():
+            if loc.hook_name(layer) == hook:
+                return layer, loc.alias
+    raise InputError(
+        f"{hook!r} is not a node-location hook; node locations are "
+        + ", ".join(loc.hook for loc in node_locations())
+    )
+
+
+def node_width(model: nn.Module, hook: str) -> int:
+    """Number of nodes (per token) at a node-location hook, checked against the model."""
+    layer, alias = hook_location(hook)
+    if layer >= model.cfg.n_layer:
+        raise InputError(f"{hook!r}: the model has only {model.cfg.n_layer} layer(s)")
+    return model.cfg.location_width(alias)
+
+
+def all_node_hooks(model: nn.Module) -> list[str]:
+    """Every node-location hook of the model, in forward order."""
+    return node_hooks(model, location_aliases())

@@ -8,32 +8,49 @@ attention sink, optional bigram table, AbsTopK at any subset of the 8 node locat
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from sparsecircuits.errors import InputError
 from sparsecircuits.model.config import ModelConfig
 from sparsecircuits.model.hooks import HookedModule, HookPoint
 from sparsecircuits.model.locations import node_locations
 from sparsecircuits.model.sparsity import abs_topk
 
+RETURN_TYPES = ("logits", "loss", "both", None)
+
 
 class Norm(nn.Module):
-    """RMSNorm (torch's default eps) or LayerNorm (eps 1e-5), with a hook on its output."""
+    """RMSNorm (torch's default eps) or LayerNorm (eps 1e-5), computed through hook points.
+
+    `hook_scale` sees the factor the (centred) input is multiplied by, 1 / sqrt(mean x^2 +
+    eps), shape [..., 1] (TransformerLens hooks its reciprocal, the divisor); LayerNorm's
+    `hook_center` sees the mean it subtracts. An intervention that pins them (frozen norms)
+    is a hook patch. The RMS path equals torch's fused `rms_norm` bit for bit.
+    """
 
     def __init__(self, d: int, kind: str, bias: bool) -> None:
         super().__init__()
         self.kind = kind
         self.weight = nn.Parameter(torch.ones(d))
         self.bias = nn.Parameter(torch.zeros(d)) if bias else None
+        self.hook_center = HookPoint() if kind == "layer" else None
+        self.hook_scale = HookPoint()
         self.hook_normalized = HookPoint()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self.kind == "rms":
-            y = F.rms_norm(x, self.weight.shape, self.weight)
+        if self.hook_center is not None:
+            x = x - self.hook_center(x.mean(-1, keepdim=True))
+            eps = 1e-5
         else:
-            y = F.layer_norm(x, self.weight.shape, self.weight, self.bias, 1e-5)
+            eps = torch.finfo(x.dtype).eps
+        y = x * self.hook_scale(torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + eps)) * self.weight
+        if self.bias is not None:
+            y = y + self.bias
         return self.hook_normalized(y)
 
 
@@ -229,7 +246,25 @@ class SparseTransformer(HookedModule):
                 kinds[name] = "matrix"
         return kinds
 
-    def forward(self, tokens: torch.Tensor) -> torch.Tensor:
+    def forward(self, tokens: torch.Tensor, return_type: str | None = "logits") -> Any:
+        """Logits [B, T, vocab] of `tokens` [B, T]; `return_type` "loss" gives the mean
+        next-token cross-entropy, "both" (logits, loss), None nothing (for hooks only)."""
+        if return_type not in RETURN_TYPES:
+            raise InputError(f"return_type must be one of {RETURN_TYPES}, got {return_type!r}")
+        x, pos = self.embed_tokens(tokens)
+        for block in self.blocks:
+            x = block(x, pos)
+        logits = self.logits(x, tokens)
+        if return_type == "logits":
+            return logits
+        if return_type is None:
+            return None
+        loss = F.cross_entropy(logits[:, :-1].flatten(0, 1).float(), tokens[:, 1:].flatten())
+        return loss if return_type == "loss" else (logits, loss)
+
+    def embed_tokens(self, tokens: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """The residual stream entering block 0 [B, T, d] and the blocks' concatenated
+        positions [1, T, d_pos_emb] (None unless `positional="concat"`)."""
         if tokens.dim() != 2:
             raise ValueError(f"tokens must have shape [batch, pos], got {tuple(tokens.shape)}")
         T = tokens.shape[1]
@@ -239,10 +274,42 @@ class SparseTransformer(HookedModule):
         pos = self.positions(T)
         if self.cfg.positional == "learned":
             x, pos = x + pos, None
-        x = self.hook_embed(x)
-        for block in self.blocks:
-            x = block(x, pos)
-        return self.logits(x, tokens)
+        return self.hook_embed(x), pos
+
+    def last_logits(
+        self,
+        tokens: torch.Tensor,
+        last_pos: torch.Tensor,
+        resid: torch.Tensor | None = None,
+        start: int = 0,
+        added: Mapping[int, tuple[torch.Tensor, torch.Tensor]] | None = None,
+    ) -> torch.Tensor:
+        """Logits [B, vocab] at row i's position last_pos[i]; equals
+        `self(tokens)[arange(B), last_pos]` (the one fast path for task losses).
+
+        The last block runs its attention over every position and everything after it only
+        at last_pos, so hooks there see [B, 1, ...]. With `resid` (the residual entering
+        block `start`) the earlier blocks are skipped; a block in `added` is not run and adds
+        its given (attention output, MLP output) to the residual instead.
+        """
+        if resid is None:
+            x, pos = self.embed_tokens(tokens)
+        else:
+            x, pos = resid, self.positions(resid.shape[1]) if self.cfg.positional == "concat" else None
+        added = added or {}
+        rows = torch.arange(tokens.shape[0], device=tokens.device)
+        at_last = False
+        for layer in range(start, self.cfg.n_layer):
+            block = self.blocks[layer]
+            if layer in added:
+                attn_out, mlp_out = added[layer]
+                x = block.residual_add(block.residual_add(x, attn_out), mlp_out)
+            else:
+                at_last = layer == self.cfg.n_layer - 1
+                x = block(x, pos, at=last_pos) if at_last else block(x, pos)
+        if not at_last:
+            x = x[rows, last_pos].unsqueeze(1)
+        return self.logits(x, tokens[rows, last_pos].unsqueeze(1))[:, 0]
 
     def positions(self, n: int) -> torch.Tensor | None:
         """Position embeddings of the first `n` positions [1, n, d], or None without any.

@@ -3,26 +3,15 @@
 `prune(model, task, tokenizer, PruneConfig(...), data=CORPUS)` returns a `PruneResult`
 whose `.circuit` is a `sparsecircuits.circuit.Circuit`. The pieces are public too:
 `ablate` (evaluate any node set), `ablation_values` (mean / zero / task-mean values),
-`NodeMasks` and `optimize_masks` (the learned masks), `bisect_k`, `calibrate`, and
-`frozen_norms` / `record_norm_scales` (norm scales pinned to the full model's).
+`NodeMasks` and `optimize_masks` (the learned masks), `bisect_k` and `calibrate`. The
+hook interventions (`ablate`, `frozen_norms`, ...) live in `sparsecircuits.model.interventions`.
 """
 
 from sparsecircuits.prune.ablation import ABLATIONS, ablation_values, default_data_dir
 from sparsecircuits.prune.bisect import bisect_k, rank_nodes, top_k_keep
 from sparsecircuits.prune.calibrate import Calibration, apply_calibration, calibrate
-from sparsecircuits.prune.masks import (
-    NodeMasks,
-    ablate,
-    frozen_norms,
-    heaviside,
-    record_norm_scales,
-)
-from sparsecircuits.prune.optimize import (
-    PruneConfig,
-    full_model_norms,
-    last_logits,
-    optimize_masks,
-)
+from sparsecircuits.prune.masks import NodeMasks, heaviside
+from sparsecircuits.prune.optimize import PruneConfig, full_model_norms, optimize_masks
 from sparsecircuits.prune.pipeline import CircuitEvaluator, PruneResult, prune, prune_pairs
 
 __all__ = [
@@ -32,20 +21,16 @@ __all__ = [
     "NodeMasks",
     "PruneConfig",
     "PruneResult",
-    "ablate",
     "ablation_values",
     "apply_calibration",
     "bisect_k",
     "calibrate",
     "default_data_dir",
-    "frozen_norms",
     "full_model_norms",
     "heaviside",
-    "last_logits",
     "optimize_masks",
     "prune",
     "prune_pairs",
     "rank_nodes",
-    "record_norm_scales",
     "top_k_keep",
 ]

@@ -25,10 +25,10 @@ from tqdm.auto import tqdm
 
 from sparsecircuits.atomic import atomic_file
 from sparsecircuits.checkpoint import model_fingerprint
-from sparsecircuits.circuit import all_node_hooks, node_width
 from sparsecircuits.data.shards import TokenShards, sample_batch
 from sparsecircuits.errors import InputError
 from sparsecircuits.model import SparseTransformer
+from sparsecircuits.model.locations import all_node_hooks, node_width
 
 ABLATIONS = ("mean", "zero", "task_mean")
 MEAN_WINDOWS = 64  # validation windows of n_ctx tokens averaged for `mean`

@@ -12,9 +12,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
-import torch.nn.functional as F
 
 from sparsecircuits.tasks import TaskBatch
+from sparsecircuits.tasks.loss import answer_margins, margin_loss
 
 
 @dataclass(frozen=True)
@@ -38,8 +38,7 @@ class Calibration:
 
 def _margins(logits: torch.Tensor, batch: TaskBatch) -> tuple[torch.Tensor, torch.Tensor]:
     """Correct-minus-wrong logit per row, and +1 for A rows / -1 for B rows."""
-    rows = torch.arange(logits.shape[0])
-    margin = (logits[rows, batch.correct] - logits[rows, batch.wrong]).detach().double()
+    margin = answer_margins(logits, batch).detach().double()
     n = logits.shape[0] // 2
     side = torch.cat([torch.ones(n), -torch.ones(logits.shape[0] - n)]).double()
     return margin, side
@@ -48,7 +47,7 @@ def _margins(logits: torch.Tensor, batch: TaskBatch) -> tuple[torch.Tensor, torc
 def calibrate(logits: torch.Tensor, batch: TaskBatch, steps: int = 16) -> Calibration:
     """Fit scale and shift of the final logits [M, V] to minimize the task loss on `batch`."""
     margin, side = _margins(logits, batch)
-    before = float(F.softplus(-margin).mean())
+    before = float(margin_loss(margin).mean())
     if steps == 0:
         return Calibration(1.0, 0.0, before, before)
     params = torch.tensor([1.0, 0.0], dtype=torch.float64, requires_grad=True)
@@ -56,13 +55,13 @@ def calibrate(logits: torch.Tensor, batch: TaskBatch, steps: int = 16) -> Calibr
 
     def closure() -> torch.Tensor:
         opt.zero_grad()
-        loss = F.softplus(-(params[0] * margin + params[1] * side)).mean()
+        loss = margin_loss(params[0] * margin + params[1] * side).mean()
         loss.backward()
         return loss
 
     opt.step(closure)
     with torch.no_grad():
-        after = float(F.softplus(-(params[0] * margin + params[1] * side)).mean())
+        after = float(margin_loss(params[0] * margin + params[1] * side).mean())
     if not after <= before:  # LBFGS diverged or produced NaN: keep the identity
         return Calibration(1.0, 0.0, before, before)
     scale, shift = params.detach().tolist()

@@ -1,7 +1,7 @@
 """Optimizing the node masks: task loss + k_coef x (number of kept nodes), with AdamW.
 
 docs/method.md section 4. The forward pass runs the whole prompt, but only each prompt's last
-position is unembedded (`last_logits`), which is all the task loss reads.
+position is unembedded (`SparseTransformer.last_logits`), which is all the task loss reads.
 """
 
 from __future__ import annotations
@@ -14,11 +14,12 @@ from typing import Any
 import torch
 from tqdm.auto import tqdm
 
-from sparsecircuits.circuit import node_hooks
 from sparsecircuits.errors import InputError
 from sparsecircuits.model import LOCATIONS, SparseTransformer
+from sparsecircuits.model.interventions import frozen_norms, last_norm_stats
+from sparsecircuits.model.locations import node_hooks
 from sparsecircuits.prune.ablation import ABLATIONS
-from sparsecircuits.prune.masks import NodeMasks, frozen_norms, record_norm_scales
+from sparsecircuits.prune.masks import NodeMasks
 from sparsecircuits.tasks import TaskBatch, task_loss
 
 
@@ -111,40 +112,6 @@ MAX_CHUNKS = 4  # length groups per batch at most (see length_chunks)
 CHUNK_COST = 128  # fixed cost of one forward + backward pass, in padded token positions
 
 
-class _StopForward(Exception):
-    """Raised by a hook to end the forward pass at the last block's input."""
-
-
-def last_logits(model: SparseTransformer, tokens: torch.Tensor, last_pos: torch.Tensor) -> torch.Tensor:
-    """Logits [M, V] at each row's last prompt position; equals `final_logits(model(tokens))`.
-
-    Runs the model (with every hook attached) up to the last block's input; the last block
-    runs its attention over every position (its keys and values need them) and everything
-    after, from `attn_out` on, only at each row's last position, which is all the task loss
-    reads: the last block's MLP, norms and AbsTopK, the final norm and the unembedding act
-    on M positions instead of M x T. Hook functions on the last block's `hook_attn_out`,
-    `hook_resid_mid`, `mlp.*`, `hook_mlp_out` and `hook_resid_post` see [M, 1, ...].
-    """
-    block = model.blocks[-1]
-    captured: list[tuple] = []
-
-    def stop(module: torch.nn.Module, args: tuple) -> None:
-        captured.append(args)
-        raise _StopForward
-
-    handle = block.register_forward_pre_hook(stop)
-    try:
-        model(tokens)
-    except _StopForward:
-        pass
-    finally:
-        handle.remove()
-    x, pos = captured[0]
-    x = block(x, pos, at=last_pos)
-    at_last = tokens[torch.arange(tokens.shape[0], device=tokens.device), last_pos]
-    return model.logits(x, at_last.unsqueeze(1))[:, 0]
-
-
 def select_pairs(batch: TaskBatch, idx: torch.Tensor) -> TaskBatch:
     """The sub-batch of pairs `idx` (A rows and B rows), trimmed to its longest prompt."""
     n = len(batch) // 2
@@ -197,7 +164,7 @@ def full_model_norms(
     if not enabled:
         yield model
         return
-    stats = record_norm_scales(model, lambda: last_logits(model, batch.tokens, batch.last_pos))
+    stats = last_norm_stats(model, batch.tokens, batch.last_pos)
     with frozen_norms(model, stats):
         yield model
 
@@ -241,7 +208,7 @@ def optimize_masks(
                     full_model_norms(model, batch, config.freeze_norms),
                     masks.applied(model, values),
                 ):
-                    logits = last_logits(model, batch.tokens, batch.last_pos)
+                    logits = model.last_logits(batch.tokens, batch.last_pos)
                 part_loss = task_loss(logits, batch) * (len(part) / len(idx))
                 part_loss.backward()
                 loss_task = loss_task + part_loss.detach()

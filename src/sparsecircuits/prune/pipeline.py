@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import time
 from collections.abc import Mapping, Sequence
-from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -22,23 +21,21 @@ from sparsecircuits import __version__
 from sparsecircuits.checkpoint import model_fingerprint
 from sparsecircuits.circuit import (
     Circuit,
-    all_node_hooks,
     compute_edges,
     embed_links,
-    node_width,
     residual_links,
     unembed_links,
 )
 from sparsecircuits.errors import InputError
 from sparsecircuits.model import SparseTransformer
+from sparsecircuits.model.interventions import intervened, last_norm_stats
+from sparsecircuits.model.locations import all_node_hooks, node_width
 from sparsecircuits.prune.ablation import Data, ablation_values
 from sparsecircuits.prune.bisect import bisect_k, rank_nodes, top_k_keep
 from sparsecircuits.prune.calibrate import Calibration, calibrate
-from sparsecircuits.prune.masks import ablate, frozen_norms, record_norm_scales
 from sparsecircuits.prune.optimize import (
     PruneConfig,
     frozen_weights,
-    last_logits,
     length_chunks,
     optimize_masks,
     select_pairs,
@@ -84,7 +81,7 @@ class CircuitEvaluator:
             for part in length_chunks(batch, torch.arange(n), max_chunks=EVAL_CHUNKS)
         ]
         self.norm_stats = [
-            record_norm_scales(model, lambda sub=sub: last_logits(model, sub.tokens, sub.last_pos))
+            last_norm_stats(model, sub.tokens, sub.last_pos)
             if freeze_norms
             else None
             for _, sub in self.groups
@@ -96,11 +93,8 @@ class CircuitEvaluator:
         model = self.model
         out = torch.empty(len(self.batch), model.cfg.vocab_size)
         for (rows, sub), stats in zip(self.groups, self.norm_stats, strict=True):
-            with (
-                frozen_norms(model, stats) if stats is not None else nullcontext(),
-                ablate(model, keep or {}, self.values),
-            ):
-                out[rows] = last_logits(model, sub.tokens, sub.last_pos)
+            with intervened(model, keep or {}, self.values, stats):
+                out[rows] = model.last_logits(sub.tokens, sub.last_pos)
         return out
 
     def loss(self, keep: Mapping[str, torch.Tensor] | None = None) -> float:

@@ -21,9 +21,10 @@ import torch
 
 from sparsecircuits import __version__
 from sparsecircuits.checkpoint import load_config
-from sparsecircuits.circuit import CIRCUIT_FILE, Circuit, hook_location, node_id, parse_node_id
+from sparsecircuits.circuit import CIRCUIT_FILE, Circuit, node_id, parse_node_id
 from sparsecircuits.errors import InputError
 from sparsecircuits.model import LOCATIONS, ModelConfig, SparseTransformer
+from sparsecircuits.model.locations import hook_location
 from sparsecircuits.report.html import REPORT_FORMAT, index_entry
 
 VALIDATION_FILE = "validation.json"

@@ -10,20 +10,21 @@ the task rows, one per removed node, and runs only what the removal can change.
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping, Sequence
-from contextlib import contextmanager, nullcontext
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from sparsecircuits.circuit import Circuit, hook_location, node_width
+from sparsecircuits.circuit import Circuit
 from sparsecircuits.data.tokenizer import decode
 from sparsecircuits.errors import InputError
 from sparsecircuits.model import SparseTransformer
 from sparsecircuits.model.hooks import HookPoint
+from sparsecircuits.model.interventions import intervened, last_norm_stats, record_norm_scales
+from sparsecircuits.model.locations import hook_location, node_width
 from sparsecircuits.prune.ablation import ablation_values
-from sparsecircuits.prune.masks import ablate, frozen_norms, record_norm_scales
-from sparsecircuits.tasks import Task, get_task, load_task_file, make_batch, task_loss
+from sparsecircuits.tasks import Task, get_task, load_task_file, make_batch, p_correct, task_loss
 from sparsecircuits.tasks.loss import TaskBatch, check_fits
 
 REMOVAL_GROUP = 4  # task rows of similar length per group in single-node removal
@@ -52,13 +53,6 @@ class _Tokens:
         if token_id not in self.cache:
             self.cache[token_id] = decode(self.tokenizer, [token_id])
         return self.cache[token_id]
-
-
-@contextmanager
-def _intervened(model: SparseTransformer, keep: Mapping[str, torch.Tensor], values: Mapping[str, torch.Tensor],
-                stats: Any | None) -> Iterator[None]:
-    with ablate(model, keep, values), (frozen_norms(model, stats) if stats is not None else nullcontext()):
-        yield
 
 
 def _row_removal_fn(flags: torch.Tensor, value: torch.Tensor):
@@ -98,21 +92,6 @@ def _dead_blocks(model: SparseTransformer, keep: Mapping[str, torch.Tensor]) -> 
             if ablated(f"blocks.{layer}.attn_in") and ablated(f"blocks.{layer}.mlp_in")]
 
 
-def _final_logits_from(model: SparseTransformer, x: torch.Tensor, start: int, tokens: torch.Tensor,
-                       last_pos: torch.Tensor, added: Mapping[int, tuple[torch.Tensor, torch.Tensor]]) -> torch.Tensor:
-    """`model.forward`'s logits at `last_pos` [rows, vocab], from the residual entering block
-    `start`; blocks in `added` are not run but add their given (attention, MLP) outputs."""
-    pos = model.positions(x.shape[1]) if model.cfg.positional == "concat" else None
-    for layer in range(start, model.cfg.n_layer):
-        block = model.blocks[layer]
-        if layer in added:
-            attn_out, mlp_out = added[layer]
-            x = block.residual_add(block.residual_add(x, attn_out), mlp_out)
-        else:
-            x = block(x, pos)
-    return model.logits(x, tokens, at=last_pos)
-
-
 def _tile(batch: TaskBatch, copies: int) -> TaskBatch:
     return TaskBatch(batch.tokens.repeat(copies, 1), *(t.repeat(copies) for t in (batch.last_pos, batch.correct, batch.wrong)))
 
@@ -123,22 +102,24 @@ def removal_losses(
     values: Mapping[str, torch.Tensor],
     batch: TaskBatch,
     nodes: Sequence[tuple[str, int]],
-    stats: Mapping[Any, tuple[torch.Tensor, torch.Tensor]] | None = None,
+    freeze_norms: bool = False,
     group_rows: int = REMOVAL_GROUP,
     max_rows: int = REMOVAL_ROWS,
 ) -> list[float]:
     """Task loss of the circuit `keep` with each of `nodes` (hook, index) removed in turn.
 
-    Equals running `ablate` with that node's flag False (and `frozen_norms(stats)` when
-    given) once per node. Here rows of similar prompt length go in groups of `group_rows`,
+    Equals running `ablate` with that node's flag False (norms frozen to the full model's
+    when `freeze_norms`) once per node. Here rows of similar prompt length go in groups of `group_rows`,
     trimmed to their longest prompt; the nodes of one layer share passes of up to
     `max_rows` rows (one group copy per node) that start from that layer's cached residual;
     later blocks whose inputs are all ablated add their cached outputs instead of running."""
     n_layer = model.cfg.n_layer
+    full_stats = record_norm_scales(model, lambda: model(batch.tokens)) if freeze_norms else None
+    stats = last_norm_stats(model, batch.tokens, batch.last_pos) if freeze_norms else None
     resid_hooks = [f"blocks.{layer}.hook_resid_pre" for layer in range(n_layer)]
     dead = {layer: (f"blocks.{layer}.hook_attn_out", f"blocks.{layer}.hook_mlp_out")
             for layer in _dead_blocks(model, keep)}
-    with _intervened(model, keep, values, stats):
+    with intervened(model, keep, values, full_stats):
         _, cache = model.run_with_cache(batch.tokens, names_filter=resid_hooks + [h for hs in dead.values() for h in hs])
     by_layer: dict[int, list[int]] = {}
     for i, (hook, _) in enumerate(nodes):
@@ -148,21 +129,20 @@ def removal_losses(
         width = int(batch.last_pos[rows].max()) + 1
         group = TaskBatch(batch.tokens[rows, :width], batch.last_pos[rows], batch.correct[rows], batch.wrong[rows])
         group_cache = {h: t[rows, :width] for h, t in cache.items()}
-        group_stats = None if stats is None else {m: (c[rows, :width], v[rows, :width]) for m, (c, v) in stats.items()}
+        group_stats = None if stats is None else {h: t[rows, :width] for h, t in stats.items()}
         per_pass = max(1, max_rows // len(rows))
         for layer, order in sorted(by_layer.items()):
             for s in range(0, len(order), per_pass):
                 chunk = order[s : s + per_pass]
                 n = len(chunk)
                 tiled = _tile(group, n)
-                tiled_stats = None if group_stats is None else {
-                    m: (c.repeat(n, 1, 1), v.repeat(n, 1, 1)) for m, (c, v) in group_stats.items()}
+                tiled_stats = None if group_stats is None else {h: t.repeat(n, 1, 1) for h, t in group_stats.items()}
                 added = {d: (group_cache[a].repeat(n, 1, 1), group_cache[m].repeat(n, 1, 1))
                          for d, (a, m) in dead.items() if d > layer}
                 x = group_cache[resid_hooks[layer]].repeat(n, 1, 1)
-                with (_intervened(model, keep, values, tiled_stats),
+                with (intervened(model, keep, values, tiled_stats),
                       removed_per_copy(model, [nodes[i] for i in chunk], values)):
-                    logits = _final_logits_from(model, x, layer, tiled.tokens, tiled.last_pos, added)
+                    logits = model.last_logits(tiled.tokens, tiled.last_pos, resid=x, start=layer, added=added)
                 per_row[torch.tensor(chunk)[:, None], rows] = task_loss(logits, tiled, reduction="none").view(n, -1)
     return per_row.mean(dim=1).tolist()
 
@@ -170,12 +150,6 @@ def removal_losses(
 def _last(cache: Mapping[str, torch.Tensor], hook: str, last_pos: torch.Tensor) -> torch.Tensor:
     act = cache[hook].flatten(2)
     return act[torch.arange(act.shape[0]), last_pos]
-
-
-def _p_correct(logits: torch.Tensor, batch: Any) -> torch.Tensor:
-    rows = torch.arange(logits.shape[0])
-    final = logits[rows, batch.last_pos]
-    return torch.sigmoid(final[rows, batch.correct] - final[rows, batch.wrong])
 
 
 def _snippets(model: SparseTransformer, nodes: list[dict[str, Any]], windows: torch.Tensor, token: _Tokens,
@@ -239,7 +213,7 @@ def add_model_details(
     batch = make_batch(pairs)
     hooks = sorted({node["hook"] for node in nodes})
     full_logits, full_cache = model.run_with_cache(batch.tokens, names_filter=hooks)
-    p_full = _p_correct(full_logits, batch)
+    p_full = p_correct(full_logits, batch)
     try:
         values = ablation_values(model, circuit.ablation, data=shards, task_batch=batch)
     except InputError as exc:
@@ -250,16 +224,17 @@ def add_model_details(
     if values is not None:
         keep = circuit.keep_masks(model)
         # as in pruning and validation: norm scales frozen to the full model's when pruned so
-        stats = record_norm_scales(model, lambda: model(batch.tokens)) if circuit.pruning.get("freeze_norms") else None
-        with _intervened(model, keep, values, stats):
+        freeze = bool(circuit.pruning.get("freeze_norms"))
+        stats = record_norm_scales(model, lambda: model(batch.tokens)) if freeze else None
+        with intervened(model, keep, values, stats):
             circ_logits, circ_cache = model.run_with_cache(batch.tokens, names_filter=hooks)
         base = float(task_loss(circ_logits, batch))
-        p_circ = _p_correct(circ_logits, batch)
+        p_circ = p_correct(circ_logits, batch)
         data["circuit"]["losses"].setdefault("circuit_report_pairs", base)
         if len(nodes) > max_removal_nodes:
             data["notes"].append(f"single-node removal not computed: {len(nodes)} nodes > {max_removal_nodes}")
         else:
-            losses = removal_losses(model, keep, values, batch, [(n["hook"], n["index"]) for n in nodes], stats)
+            losses = removal_losses(model, keep, values, batch, [(n["hook"], n["index"]) for n in nodes], freeze)
             for node, loss in zip(nodes, losses, strict=True):
                 node["delta_loss"] = loss - base
         for node in nodes:

@@ -96,6 +96,23 @@ def task_loss(logits: torch.Tensor, batch: TaskBatch, reduction: str = "mean") -
     return per_row.mean() if reduction == "mean" else per_row
 
 
+def answer_margins(logits: torch.Tensor, batch: TaskBatch) -> torch.Tensor:
+    """Per row [M]: the correct answer's logit minus the wrong one's."""
+    correct, wrong = _answer_logits(logits, batch)
+    return correct - wrong
+
+
+def margin_loss(margins: torch.Tensor) -> torch.Tensor:
+    """The per-row task loss as a function of the answer margin: softplus(-margin), equal
+    to `task_loss(..., reduction="none")` (calibration fits scale and shift on it)."""
+    return torch.nn.functional.softplus(-margins)
+
+
+def p_correct(logits: torch.Tensor, batch: TaskBatch) -> torch.Tensor:
+    """Per row [M]: the probability of the correct answer among the two."""
+    return torch.sigmoid(answer_margins(logits, batch))
+
+
 def task_accuracy(logits: torch.Tensor, batch: TaskBatch) -> float:
     """Fraction of rows whose correct answer's logit beats the wrong one's."""
     return float(_is_right(logits, batch).float().mean().item())

@@ -21,13 +21,13 @@ from tqdm.auto import tqdm
 from sparsecircuits.circuit import Circuit
 from sparsecircuits.errors import InputError
 from sparsecircuits.model import SparseTransformer
+from sparsecircuits.model.interventions import intervened, record_norm_scales
 from sparsecircuits.model.sparsity import project_to_budget_
 from sparsecircuits.prune import PruneConfig, ablation_values, prune
 from sparsecircuits.tasks import Task, TaskBatch, task_loss
 from sparsecircuits.validate.metrics import (
     KeepMasks,
     full_norm_stats,
-    intervened,
     keep_masks_of,
     n_nodes,
     run_final_logits,
@@ -129,7 +129,8 @@ def control_activation_agreement(
     if not hooks:
         empty = {"n_nodes": 0, "n_samples": 0, "mean": None, "median": None, "min": None}
         return {**empty, "fraction_below": None, "node_min": AGREEMENT_NODE_MIN, "per_node": []}
-    stats = full_norm_stats(model, task_batch) if freeze_norms else None
+    # every position is compared, so the norm stats come from a full forward pass
+    stats = record_norm_scales(model, lambda: model(task_batch.tokens)) if freeze_norms else None
     _, full = model.run_with_cache(task_batch.tokens, names_filter=hooks)
     with intervened(model, keep, values, stats):
         _, pruned = model.run_with_cache(task_batch.tokens, names_filter=hooks)

@@ -1,7 +1,7 @@
 """Circuit metrics: sufficiency, necessity, faithfulness, accuracy and KL on task prompts.
 
-Every metric is one forward pass of the model under `sparsecircuits.prune.ablate`, which
-replaces the activations of the nodes whose keep mask is False by their ablation values:
+Every metric is one last-position pass (`SparseTransformer.last_logits`) of the model
+under `sparsecircuits.model.interventions.ablate`, which replaces the activations of the nodes whose keep mask is False by their ablation values:
 
 - `full`: no ablation; `circuit`: every node outside the circuit ablated (sufficiency);
 - `circuit_ablated`: only the circuit's nodes ablated (necessity);
@@ -11,19 +11,18 @@ replaces the activations of the nodes whose keep mask is False by their ablation
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator, Mapping
-from contextlib import ExitStack, contextmanager
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from typing import Any
 
 import torch
 import torch.nn.functional as F
 
-from sparsecircuits.circuit import node_hooks, node_width
 from sparsecircuits.errors import InputError
 from sparsecircuits.model import LOCATIONS, SparseTransformer
-from sparsecircuits.prune.masks import ablate, frozen_norms, record_norm_scales
-from sparsecircuits.tasks import TaskBatch, final_logits, task_accuracy, task_loss
+from sparsecircuits.model.interventions import NormStats, intervened, last_norm_stats
+from sparsecircuits.model.locations import node_hooks, node_width
+from sparsecircuits.tasks import TaskBatch, task_accuracy, task_loss
 
 CHANCE_LOSS = math.log(2.0)
 
@@ -79,28 +78,9 @@ def n_nodes(keep: KeepMasks) -> int:
     return int(sum(int(m.sum()) for m in keep.values()))
 
 
-NormStats = Mapping[Any, tuple[torch.Tensor, torch.Tensor]]
-
-
 def full_norm_stats(model: SparseTransformer, batch: TaskBatch) -> NormStats:
-    """Every Norm's center and scale in the full model on the batch's prompts (to freeze them)."""
-    return record_norm_scales(model, lambda: model(batch.tokens))
-
-
-@contextmanager
-def intervened(
-    model: SparseTransformer,
-    keep: KeepMasks | None,
-    values: Mapping[str, torch.Tensor],
-    norm_stats: NormStats | None = None,
-) -> Iterator[SparseTransformer]:
-    """Nodes outside `keep` ablated (nothing when None); norms frozen to `norm_stats` if given."""
-    with ExitStack() as stack:
-        if keep is not None:
-            stack.enter_context(ablate(model, keep, dict(values)))
-        if norm_stats is not None:
-            stack.enter_context(frozen_norms(model, norm_stats))
-        yield model
+    """Every norm's center and scale in the full model on the batch's prompts (to freeze them)."""
+    return last_norm_stats(model, batch.tokens, batch.last_pos)
 
 
 @torch.no_grad()
@@ -113,8 +93,7 @@ def run_final_logits(
 ) -> torch.Tensor:
     """Final-position logits [M, V] of the task prompts, with nodes outside `keep` ablated."""
     with intervened(model, keep, values, norm_stats):
-        logits = model(batch.tokens)
-    return final_logits(logits, batch)
+        return model.last_logits(batch.tokens, batch.last_pos)
 
 
 def _loss(final: torch.Tensor, batch: TaskBatch) -> float:
