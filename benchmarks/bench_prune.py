@@ -33,7 +33,7 @@ from sparsecircuits.data.tokenizer import load_tokenizer
 from sparsecircuits.model import SparseTransformer
 from sparsecircuits.prune import PruneConfig, prune
 from sparsecircuits.tasks import get_task
-from sparsecircuits.train_config import load_run_config
+from sparsecircuits.train.config import load_run_config
 
 PRESET = "small-sparse"
 TARGET_SECONDS = 60.0

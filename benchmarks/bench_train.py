@@ -31,7 +31,7 @@ from sparsecircuits.checkpoint import load_checkpoint
 from sparsecircuits.data.corpus import build_corpus
 from sparsecircuits.model.sparsity import WeightSparsifier
 from sparsecircuits.train import train
-from sparsecircuits.train_config import load_run_config
+from sparsecircuits.train.config import load_run_config
 
 TARGET_RATIO = 1.15
 

@@ -6,12 +6,12 @@ import numpy as np
 import pytest
 import torch
 
-from sparsecircuits.checkpoint import model_fingerprint
+from sparsecircuits.checkpoint import default_data_dir, model_fingerprint
 from sparsecircuits.errors import InputError
 from sparsecircuits.model import ModelConfig, SparseTransformer
 from sparsecircuits.model.locations import all_node_hooks, node_width
 from sparsecircuits.prune import ablation as ablation_mod
-from sparsecircuits.prune import ablation_values, default_data_dir
+from sparsecircuits.prune import ablation_values
 from sparsecircuits.tasks import TaskBatch
 
 

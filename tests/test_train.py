@@ -15,7 +15,7 @@ from sparsecircuits.checkpoint import load_checkpoint
 from sparsecircuits.cli import main
 from sparsecircuits.model.sparsity import WeightSparsifier
 from sparsecircuits.train import kept_fraction, native_bf16, train, weight_decay_params
-from sparsecircuits.train_config import load_run_config
+from sparsecircuits.train.config import load_run_config
 
 STEPS = 30
 SPARSE = [f"train.steps={STEPS}", "train.log_every=1", "train.checkpoint_every=10",
@@ -139,7 +139,7 @@ def test_auto_autocast_follows_native_bf16(
 ) -> None:
     """autocast=auto trains exactly as bf16 on a device with native bfloat16 and exactly as
     float32 without it, and records which it used."""
-    monkeypatch.setattr("sparsecircuits.train.native_bf16", lambda device: native)
+    monkeypatch.setattr("sparsecircuits.train.trainer.native_bf16", lambda device: native)
     steps = ["train.steps=4", "train.eval_every=0", "train.checkpoint_every=0"]
     same = "bf16" if native else "none"
     auto = train("tiny-sparse", small_corpus_dir, tmp_path / "auto", overrides=[*steps, "train.autocast=auto"],

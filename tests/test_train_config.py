@@ -11,7 +11,7 @@ import pytest
 from sparsecircuits.cli import main
 from sparsecircuits.errors import InputError
 from sparsecircuits.train import kept_fraction, learning_rate
-from sparsecircuits.train_config import RunConfig, TrainConfig, list_presets, load_run_config
+from sparsecircuits.train.config import RunConfig, TrainConfig, list_presets, load_run_config
 
 PRESETS = ["paper-1x", "small-dense", "small-sparse", "tiny-dense", "tiny-sparse"]
 

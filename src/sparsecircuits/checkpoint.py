@@ -31,6 +31,7 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
 
 from sparsecircuits.atomic import atomic_dir
+from sparsecircuits.bundled_names import resolve_model_spec
 from sparsecircuits.errors import CheckpointError, InputError
 from sparsecircuits.model import ModelConfig, SparseTransformer
 
@@ -69,9 +70,58 @@ def model_fingerprint(model: SparseTransformer) -> str:
     return h.hexdigest()[:16]
 
 
+@dataclass(frozen=True)
+class TrainingRecord:
+    """The headline fields of training.json, typed; `raw` is the whole file as read.
+
+    Older or imported records may lack any field (None then); the pre-`final_` spellings
+    `val_loss`/`train_loss` (also under "final") are read too.
+    """
+
+    steps: int | None = None
+    tokens: int | None = None
+    final_train_loss: float | None = None
+    final_val_loss: float | None = None
+    sparse: bool | None = None
+    corpus_manifest_hash: str | None = None
+    data_dir: str | None = None
+    raw: dict[str, Any] | None = None
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any] | None) -> TrainingRecord:
+        """Parse training.json content (None: an empty record)."""
+        if not d:
+            return cls(raw=d)
+        final = d.get("final") if isinstance(d.get("final"), dict) else {}
+
+        def number(*keys: str) -> float | None:
+            for key in keys:
+                for source in (d, final):
+                    value = source.get(key)
+                    if isinstance(value, (int, float)) and not isinstance(value, bool):
+                        return value
+            return None
+
+        steps, tokens = number("steps"), number("tokens")
+        return cls(
+            steps=int(steps) if steps is not None else None,
+            tokens=int(tokens) if tokens is not None else None,
+            final_train_loss=number("final_train_loss", "train_loss"),
+            final_val_loss=number("final_val_loss", "val_loss"),
+            sparse=d.get("sparse") if isinstance(d.get("sparse"), bool) else None,
+            corpus_manifest_hash=d.get("corpus_manifest_hash") if isinstance(d.get("corpus_manifest_hash"), str) else None,
+            data_dir=d.get("data_dir") if isinstance(d.get("data_dir"), str) else None,
+            raw=d,
+        )
+
+
 @dataclass
 class Checkpoint:
-    """A loaded checkpoint folder."""
+    """A loaded checkpoint folder: the handle prune, validate and report take.
+
+    Holds the model (which carries its tokenizer), the tokenizer, the folder, the training
+    record, and the corpus the model was trained on where it is known (`corpus`).
+    """
 
     model: SparseTransformer
     path: Path
@@ -88,6 +138,66 @@ class Checkpoint:
         """The tokenizer.json of this checkpoint, if any."""
         p = self.path / TOKENIZER_FILE
         return p if p.exists() else None
+
+    @property
+    def record(self) -> TrainingRecord:
+        """training.json, typed."""
+        return TrainingRecord.from_dict(self.training)
+
+    @property
+    def corpus(self) -> Path | None:
+        """The corpus folder for ablation means: the training corpus if it still exists,
+        else the validation split packed beside the checkpoint (`corpus-val/`), else None."""
+        return default_data_dir(self.training, self.path)
+
+
+@dataclass(frozen=True)
+class StageInputs:
+    """What a pipeline stage (prune, validate, report) needs of a model."""
+
+    model: SparseTransformer
+    tokenizer: Any | None
+    data: Any | None  # corpus folder or token array for mean ablation
+    cache_dir: Path | None  # where ablation means are cached
+    path: Path | None
+
+
+def stage_inputs(
+    model: SparseTransformer | Checkpoint, tokenizer: Any = None, data: Any = None, cache_dir: Any = None
+) -> StageInputs:
+    """Unpack a Checkpoint (or a bare model) for a stage; arguments given explicitly win,
+    the rest come from the checkpoint (its tokenizer, corpus and folder) or, for a bare
+    model, from the model (the tokenizer it carries)."""
+    if isinstance(model, Checkpoint):
+        return StageInputs(
+            model.model,
+            tokenizer if tokenizer is not None else model.tokenizer,
+            data if data is not None else model.corpus,
+            Path(cache_dir) if cache_dir is not None else model.path,
+            model.path,
+        )
+    tokenizer = tokenizer if tokenizer is not None else getattr(model, "tokenizer", None)
+    return StageInputs(model, tokenizer, data, Path(cache_dir) if cache_dir is not None else None, None)
+
+
+def default_data_dir(training: dict[str, Any] | None, checkpoint_dir: str | Path | None = None) -> Path | None:
+    """The corpus folder of a checkpoint: the one its training.json names (`data_dir`,
+    `data`, `corpus`; absolute or relative to the checkpoint) if it exists, else the
+    checkpoint's own `corpus-val/` copy of the validation split, else None."""
+    for key in ("data_dir", "data", "corpus", "corpus_dir"):
+        value = (training or {}).get(key)
+        if isinstance(value, dict):
+            value = value.get("path") or value.get("dir")
+        if not isinstance(value, str) or not value:
+            continue
+        path = Path(value)
+        if not path.is_absolute() and checkpoint_dir is not None and not path.exists():
+            path = Path(checkpoint_dir) / path
+        if (path / "shards.json").is_file():
+            return path
+    if checkpoint_dir is not None and (Path(checkpoint_dir) / VAL_CORPUS_DIR / "shards.json").is_file():
+        return Path(checkpoint_dir) / VAL_CORPUS_DIR
+    return None
 
 
 def save_checkpoint(
@@ -393,8 +503,10 @@ def pack_checkpoint(
 
 
 def load_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> Checkpoint:
-    """Load a checkpoint folder (dense or compact layout), checking every tensor against the config."""
-    path = Path(path)
+    """Load a checkpoint folder (dense or compact layout), checking every tensor against the config.
+
+    `path` may also name a bundled model, `bundled:small-sparse` or `bundled:small-dense`."""
+    path = resolve_model_spec(path)
     cfg = load_config(path)
     weights = path / WEIGHTS_FILE
     if not weights.is_file():
@@ -417,4 +529,5 @@ def load_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> Che
             training = json.loads((path / TRAINING_FILE).read_text(encoding="utf-8"))
         except json.JSONDecodeError as exc:
             raise CheckpointError(f"{path / TRAINING_FILE} is not valid JSON: {exc}") from exc
+    model.tokenizer = tokenizer
     return Checkpoint(model=model, path=path, tokenizer=tokenizer, training=training)

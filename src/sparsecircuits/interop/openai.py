@@ -27,7 +27,8 @@ from sparsecircuits.atomic import atomic_dir
 from sparsecircuits.checkpoint import check_state_dict, save_checkpoint
 from sparsecircuits.data.tokenizer import EOT, load_tokenizer
 from sparsecircuits.errors import CheckpointError, InputError
-from sparsecircuits.model import LOCATIONS, ModelConfig, SparseTransformer
+from sparsecircuits.model import ModelConfig, SparseTransformer
+from sparsecircuits.model.locations import location_aliases
 
 REF_CONFIG_FILE = "beeg_config.json"
 REF_WEIGHTS_FILE = "final_model.pt"
@@ -211,16 +212,16 @@ def _parse_loctypes(text: str, afrac: float | None, source: str) -> tuple[tuple[
         raise CheckpointError(
             f"{source}: afrac_loctypes contains {', '.join(residual)}: AbsTopK on the residual "
             "stream is not supported by sparsecircuits (its node locations are "
-            f"{', '.join(LOCATIONS)}); this checkpoint cannot be imported exactly"
+            f"{', '.join(location_aliases())}); this checkpoint cannot be imported exactly"
         )
-    unknown = [n for n in names if n not in LOCATIONS and n not in _RESIDUAL_LOCTYPES]
+    unknown = [n for n in names if n not in location_aliases() and n not in _RESIDUAL_LOCTYPES]
     warnings = []
     if unknown:
         warnings.append(
             f"{source}: afrac_loctypes entries {', '.join(unknown)} are not locations of the "
             "reference model (it never applies them); ignored"
         )
-    return tuple(loc for loc in LOCATIONS if loc in names), warnings
+    return tuple(loc for loc in location_aliases() if loc in names), warnings
 
 
 def _check_tensors(state: Any, source: str) -> dict[str, torch.Tensor]:

@@ -1,7 +1,8 @@
 """The model: config, the node-location table, the transformer with hook points, sparsity."""
 
 from sparsecircuits.model.config import ModelConfig
-from sparsecircuits.model.hooks import HookedModule, HookPoint
+from sparsecircuits.model.ergonomics import LayerViews, TLErgonomics
+from sparsecircuits.model.hooks import ActivationCache, HookedModule, HookIndex, HookPoint
 from sparsecircuits.model.locations import (
     LOCATIONS,
     NODE_LOCATIONS,
@@ -18,14 +19,18 @@ from sparsecircuits.model.transformer import Attention, Block, Norm, SparseTrans
 __all__ = [
     "LOCATIONS",
     "NODE_LOCATIONS",
+    "ActivationCache",
     "Attention",
     "Block",
     "HookPoint",
+    "HookIndex",
     "HookedModule",
+    "LayerViews",
     "ModelConfig",
     "NodeLocation",
     "Norm",
     "SparseTransformer",
+    "TLErgonomics",
     "WeightSlice",
     "get_location",
     "location_aliases",

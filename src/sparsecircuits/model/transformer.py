@@ -17,6 +17,7 @@ from torch import nn
 
 from sparsecircuits.errors import InputError
 from sparsecircuits.model.config import ModelConfig
+from sparsecircuits.model.ergonomics import TLErgonomics
 from sparsecircuits.model.hooks import HookedModule, HookPoint
 from sparsecircuits.model.locations import node_locations
 from sparsecircuits.model.sparsity import abs_topk
@@ -170,7 +171,7 @@ class Block(nn.Module):
         return self.hook_resid_post(self.residual_add(x, mlp_out))
 
 
-class SparseTransformer(HookedModule):
+class SparseTransformer(HookedModule, TLErgonomics):
     """GPT-style decoder whose activations all carry named hook points.
 
     `forward(tokens[B, T]) -> logits[B, T, vocab]`. Hook names follow TransformerLens; the

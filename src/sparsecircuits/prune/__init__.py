@@ -7,7 +7,7 @@ whose `.circuit` is a `sparsecircuits.circuit.Circuit`. The pieces are public to
 hook interventions (`ablate`, `frozen_norms`, ...) live in `sparsecircuits.model.interventions`.
 """
 
-from sparsecircuits.prune.ablation import ABLATIONS, ablation_values, default_data_dir
+from sparsecircuits.prune.ablation import ABLATIONS, ablation_values
 from sparsecircuits.prune.bisect import bisect_k, rank_nodes, top_k_keep
 from sparsecircuits.prune.calibrate import Calibration, apply_calibration, calibrate
 from sparsecircuits.prune.masks import NodeMasks, heaviside
@@ -25,7 +25,6 @@ __all__ = [
     "apply_calibration",
     "bisect_k",
     "calibrate",
-    "default_data_dir",
     "full_model_norms",
     "heaviside",
     "optimize_masks",

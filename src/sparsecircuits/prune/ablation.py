@@ -195,22 +195,24 @@ def _only_cached_means(model: SparseTransformer, cache_dir: str | Path | None) -
     )
 
 
-def default_data_dir(training: Mapping[str, Any] | None, checkpoint_dir: str | Path | None = None) -> Path | None:
-    """The corpus folder a checkpoint was trained on, if its training.json names one that exists.
+def circuit_ablation_values(
+    model: SparseTransformer,
+    circuit: Any,
+    tokenizer: Any,
+    task: Any,
+    data: Data = None,
+    cache_dir: str | Path | None = None,
+) -> dict[str, torch.Tensor]:
+    """The ablation values a circuit was pruned with, so that validation and the report see
+    what pruning saw: for `task_mean`, the means over the pruning's own train pairs
+    (`pruning.n_train_pairs` pairs of the train split, `pruning.seed`)."""
+    task_batch = None
+    if circuit.ablation == "task_mean":
+        from sparsecircuits.prune.optimize import PruneConfig
+        from sparsecircuits.tasks import make_batch
 
-    Looks for `data_dir`, `data` or `corpus` (a path, absolute or relative to the checkpoint).
-    """
-    if not training:
-        return None
-    for key in ("data_dir", "data", "corpus", "corpus_dir"):
-        value = training.get(key)
-        if isinstance(value, Mapping):
-            value = value.get("path") or value.get("dir")
-        if not isinstance(value, str) or not value:
-            continue
-        path = Path(value)
-        if not path.is_absolute() and checkpoint_dir is not None and not path.exists():
-            path = Path(checkpoint_dir) / path
-        if (path / "shards.json").is_file():
-            return path
-    return None
+        defaults = PruneConfig()
+        n = int(circuit.pruning.get("n_train_pairs", defaults.n_train_pairs))
+        seed = int(circuit.pruning.get("seed", defaults.seed))
+        task_batch = make_batch(task.generate(tokenizer, n, seed=seed, split="train"))
+    return ablation_values(model, circuit.ablation, data=data, task_batch=task_batch, cache_dir=cache_dir)

@@ -18,7 +18,7 @@ import torch
 from tqdm.auto import tqdm
 
 from sparsecircuits import __version__
-from sparsecircuits.checkpoint import model_fingerprint
+from sparsecircuits.checkpoint import Checkpoint, model_fingerprint, stage_inputs
 from sparsecircuits.circuit import (
     Circuit,
     compute_edges,
@@ -111,9 +111,9 @@ def _task_info(task: Any) -> dict[str, Any]:
 
 
 def prune(
-    model: SparseTransformer,
+    model: SparseTransformer | Checkpoint,
     task: Task,
-    tokenizer: Any,
+    tokenizer: Any = None,
     config: PruneConfig | None = None,
     data: Data = None,
     progress: bool = True,
@@ -124,8 +124,12 @@ def prune(
 
     `data` (a corpus folder or token array) feeds the `mean` ablation; its values are
     cached in `cache_dir` (normally the checkpoint folder, see `ablation_values`).
-    `model_path` is recorded in the circuit.
+    `model_path` is recorded in the circuit. Given a `Checkpoint`, the tokenizer, corpus,
+    cache folder and path default to the checkpoint's.
     """
+    given = stage_inputs(model, tokenizer, data, cache_dir)
+    model, tokenizer, data, cache_dir = given.model, given.tokenizer, given.data, given.cache_dir
+    model_path = model_path if model_path is not None else given.path
     config = config or PruneConfig()
     train_pairs = task.generate(tokenizer, config.n_train_pairs, seed=config.seed, split="train")
     eval_pairs = task.generate(tokenizer, config.n_eval_pairs, seed=config.seed, split="test")

@@ -20,17 +20,16 @@ import numpy as np
 import torch
 
 from sparsecircuits import __version__
-from sparsecircuits.checkpoint import load_config
+from sparsecircuits.checkpoint import TrainingRecord, load_config
 from sparsecircuits.circuit import CIRCUIT_FILE, Circuit, node_id, parse_node_id
 from sparsecircuits.errors import InputError
-from sparsecircuits.model import LOCATIONS, ModelConfig, SparseTransformer
-from sparsecircuits.model.locations import hook_location
+from sparsecircuits.model import ModelConfig, SparseTransformer
+from sparsecircuits.model.locations import get_location, hook_location, node_locations
 from sparsecircuits.report.html import REPORT_FORMAT, index_entry
 
 VALIDATION_FILE = "validation.json"
 METRICS_FILE = "metrics.jsonl"
 MAX_EMBED_TOKENS = 12  # embedding terminals drawn (the tokens with the largest total |weight|)
-_QKV = ("attn_q", "attn_k", "attn_v")
 
 
 def _read_json(path: Path, what: str) -> Any:
@@ -50,14 +49,15 @@ def _node_records(nodes: Mapping[str, Sequence[int]], cfg: ModelConfig | None) -
     records = []
     for hook, indices in nodes.items():
         layer, alias = hook_location(hook)
+        role = get_location(alias).role
         if cfg is not None and layer >= cfg.n_layer:
             raise InputError(f"circuit node location {hook!r} is beyond the model's {cfg.n_layer} layer(s); wrong --model?")
         for index in indices:
             head = channel = None
-            if alias in _QKV and cfg is not None:
+            if role == "qkv" and cfg is not None:
                 head, channel = divmod(int(index), cfg.d_head)
             records.append({
-                "id": node_id(hook, index), "hook": hook, "alias": alias, "layer": layer, "index": int(index),
+                "id": node_id(hook, index), "hook": hook, "alias": alias, "role": role, "layer": layer, "index": int(index),
                 "head": head, "channel": channel, "ablation_value": None, "delta_loss": None,
                 "acts": None, "snippets": None,
             })
@@ -81,9 +81,9 @@ def display_links(circuit: Circuit, nodes: Sequence[Mapping[str, Any]], tokenize
     readers: dict[int, list[str]] = {}
     writers: dict[int, list[str]] = {}
     for n in nodes:
-        if n["alias"] in ("attn_in", "mlp_in"):
+        if n["role"] == "read":
             readers.setdefault(n["index"], []).append(n["id"])
-        elif n["alias"] in ("attn_out", "mlp_out"):
+        elif n["role"] == "write":
             writers.setdefault(n["index"], []).append(n["id"])
     totals: dict[str, float] = {}
     for e in circuit.embed_links:
@@ -138,13 +138,10 @@ def model_card(
     if model is not None:
         card["fingerprint"] = model_fingerprint(model)
         card["nonzeros"] = sparsity_report(model).to_dict()["totals"]
-    if training:
-        for key in ("val_loss", "train_loss", "steps", "tokens"):
-            value = training.get(key)
-            if value is None and isinstance(training.get("final"), Mapping):
-                value = training["final"].get(key)
-            if isinstance(value, (int, float)):
-                card[key] = value
+    record = TrainingRecord.from_dict(dict(training) if training else None)
+    shown = {"val_loss": record.final_val_loss, "train_loss": record.final_train_loss,
+             "steps": record.steps, "tokens": record.tokens}
+    card.update({key: value for key, value in shown.items() if value is not None})
     return card
 
 
@@ -190,7 +187,8 @@ def build_report_data(
         "kind": "circuit",
         "title": title or f"circuit: {task.get('name', 'task')}",
         "generated_by": f"sparsecircuits {__version__}",
-        "locations": list(LOCATIONS),
+        "locations": [loc.alias for loc in node_locations()],
+        "roles": {loc.alias: loc.role for loc in node_locations()},
         "task": task,
         "circuit": {
             "ablation": circuit.ablation,

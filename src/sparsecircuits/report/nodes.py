@@ -11,7 +11,6 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from pathlib import Path
 from typing import Any
 
 import torch
@@ -23,22 +22,13 @@ from sparsecircuits.model import SparseTransformer
 from sparsecircuits.model.hooks import HookPoint
 from sparsecircuits.model.interventions import intervened, last_norm_stats, record_norm_scales
 from sparsecircuits.model.locations import hook_location, node_width
-from sparsecircuits.prune.ablation import ablation_values
-from sparsecircuits.tasks import Task, get_task, load_task_file, make_batch, p_correct, task_loss
+from sparsecircuits.prune.ablation import circuit_ablation_values
+from sparsecircuits.tasks import make_batch, p_correct, task_loss
 from sparsecircuits.tasks.loss import TaskBatch, check_fits
+from sparsecircuits.validate.verdict import task_from_info
 
 REMOVAL_GROUP = 4  # task rows of similar length per group in single-node removal
 REMOVAL_ROWS = 32  # batch rows per forward pass of single-node removal
-
-
-def resolve_task(task: Mapping[str, Any]) -> Task:
-    """The Task a circuit was pruned on: its JSONL file when `source` is one, else by name."""
-    source, name = task.get("source"), task.get("name")
-    if isinstance(source, str) and source.endswith(".jsonl"):
-        if not Path(source).is_file():
-            raise InputError(f"the circuit's task file {source} is missing; restore it to compute node details")
-        return load_task_file(source)
-    return get_task(str(name))
 
 
 class _Tokens:
@@ -204,7 +194,7 @@ def add_model_details(
     model.eval()
     nodes = data["nodes"]
     token = _Tokens(tokenizer)
-    task = resolve_task(data["task"])
+    task = task_from_info(data["task"])
     if not data["task"].get("description") and task.description:
         data["task"]["description"] = task.description
     pairs = task.generate(tokenizer, n_pairs, seed=seed, split="test")
@@ -215,7 +205,7 @@ def add_model_details(
     full_logits, full_cache = model.run_with_cache(batch.tokens, names_filter=hooks)
     p_full = p_correct(full_logits, batch)
     try:
-        values = ablation_values(model, circuit.ablation, data=shards, task_batch=batch)
+        values = circuit_ablation_values(model, circuit, tokenizer, task, data=shards)
     except InputError as exc:
         values = None
         data["notes"].append(f"ablation values, node removal and circuit activations not computed: {exc}")

@@ -22,10 +22,12 @@ from tqdm.auto import tqdm
 
 from sparsecircuits import __version__
 from sparsecircuits.atomic import atomic_write_text
+from sparsecircuits.checkpoint import Checkpoint, stage_inputs
 from sparsecircuits.circuit import Circuit
 from sparsecircuits.errors import InputError
 from sparsecircuits.model import SparseTransformer
-from sparsecircuits.prune import PruneConfig, ablation_values
+from sparsecircuits.prune import PruneConfig
+from sparsecircuits.prune.ablation import circuit_ablation_values
 from sparsecircuits.tasks import Task, get_task, load_task_file, make_batch
 from sparsecircuits.tasks.loss import check_fits
 from sparsecircuits.validate.controls import (
@@ -310,8 +312,8 @@ def prune_config_of(circuit: Circuit, steps: int | None = None) -> PruneConfig:
 
 def validate(
     circuit: Circuit | str | Path,
-    model: SparseTransformer,
-    tokenizer: Tokenizer,
+    model: SparseTransformer | Checkpoint,
+    tokenizer: Tokenizer | None = None,
     controls: str | Sequence[str] | None = "core",
     *,
     task: Task | None = None,
@@ -333,6 +335,8 @@ def validate(
     `n_pairs` (default: pruning's n_eval_pairs) held-out test-split pairs. Controls that
     prune use the circuit's pruning settings, with `steps` overriding the step count.
     """
+    given = stage_inputs(model, tokenizer, data, cache_dir)
+    model, tokenizer, data, cache_dir = given.model, given.tokenizer, given.data, given.cache_dir
     circuit_dir = None
     if not isinstance(circuit, Circuit):
         circuit_dir = Path(circuit)
@@ -345,11 +349,7 @@ def validate(
     check_fits(model, pairs, task.name)
     batch = make_batch(pairs)
     model.eval()
-    # task means come from the pruning's own train pairs, as in `prune`
-    mean_batch = batch
-    if circuit.ablation == "task_mean":
-        mean_batch = make_batch(task.generate(tokenizer, config.n_train_pairs, seed=config.seed, split="train"))
-    values = ablation_values(model, circuit.ablation, data=data, task_batch=mean_batch, cache_dir=cache_dir)
+    values = circuit_ablation_values(model, circuit, tokenizer, task, data=data, cache_dir=cache_dir)
     with torch.no_grad():
         metrics = compute_metrics(model, circuit, batch, values, freeze_norms=config.freeze_norms)
     ctx = ControlContext(

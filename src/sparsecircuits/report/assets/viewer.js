@@ -295,7 +295,7 @@
     var width = x + 20;
     // y positions: q/k/v of a layer share head bands; other columns are centered lists
     var bands = [], height = 0;
-    function isQKV(c) { return c.alias === "attn_q" || c.alias === "attn_k" || c.alias === "attn_v"; }
+    function isQKV(c) { return (data.roles || {})[c.alias] === "qkv"; }
     cols.forEach(function (c) {
       c.items.sort(function (a, b) {
         var ha = a.d.head === null || a.d.head === undefined ? -1 : a.d.head;

@@ -35,7 +35,7 @@ from sparsecircuits.checkpoint import (
 )
 from sparsecircuits.errors import InputError
 from sparsecircuits.model import SparseTransformer
-from sparsecircuits.train_config import RESUMABLE_CHANGES, RunConfig
+from sparsecircuits.train.config import RESUMABLE_CHANGES, RunConfig
 
 RUN_CONFIG_FILE = "run_config.json"
 METRICS_FILE = "metrics.jsonl"

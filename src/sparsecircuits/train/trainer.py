@@ -1,0 +1,475 @@
+"""Weight-sparse training (docs/method.md section 2): one `Trainer` for sparse and dense runs.
+
+Every optimizer step: forward and backward on a batch of random windows, gradients
+normalized to global RMS 1, Adam (betas 0.9/0.95, eps 0.1), then the L0 projection of
+every weight onto its budget at the scheduled kept fraction, then decoupled weight decay.
+The dense baseline is the same loop with the projection off. Under `torchrun` the same
+code trains with DistributedDataParallel (gloo on CPU, nccl on GPU); every rank draws its
+slice of one global batch, so N processes reproduce one process with the same global
+batch, and only rank 0 writes. A run resumes bit for bit (on CPU) from its newest state.
+
+`Trainer` splits the run into set-up, `step`, `evaluate`, `log`, `checkpoint` and
+`finish`, with `state_dict`/`load_state_dict` for resuming, so other training jobs (bridges,
+sweeps) reuse it; `train` is the one-call entry point.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.distributed as dist
+import torch.nn.functional as F
+from torch.nn.parallel import DistributedDataParallel
+from tqdm.auto import tqdm
+
+from sparsecircuits import __version__
+from sparsecircuits.data.shards import BatchSampler, TokenShards, sample_batch
+from sparsecircuits.errors import InputError
+from sparsecircuits.model import SparseTransformer
+from sparsecircuits.model.sparsity import WeightSparsifier, sparsity_report
+from sparsecircuits.train.config import RunConfig, TrainConfig, apply_overrides, load_run_config
+from sparsecircuits.train.schedule import kept_fraction, learning_rate
+from sparsecircuits.train.state import (
+    ResumeState,
+    append_metrics,
+    check_resume_compatible,
+    load_latest_state,
+    prepare_run_dir,
+    run_record,
+    save_state,
+    truncate_metrics,
+    write_final,
+    write_run_config,
+)
+
+GRAD_RMS_EPS = 1e-5  # added to the gradient RMS before dividing (as the reference code does)
+
+
+@dataclass
+class TrainResult:
+    """What a finished run produced: its folder and headline numbers (training.json in full)."""
+
+    out_dir: Path
+    steps: int
+    tokens: int
+    final_train_loss: float | None
+    final_val_loss: float
+    seconds: float
+    tokens_per_second: float
+    training: dict[str, Any]
+
+
+@dataclass
+class _Dist:
+    rank: int = 0
+    world_size: int = 1
+    local_rank: int = 0
+    owns_group: bool = False
+
+    @property
+    def main(self) -> bool:
+        return self.rank == 0
+
+
+def native_bf16(device: torch.device) -> bool:
+    """Whether the device has native bfloat16 matmuls, where bf16 autocast is faster than float32."""
+    if device.type == "cuda":
+        return torch.cuda.is_bf16_supported()
+    probes = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")  # private but stable in torch.cpu
+    return any(getattr(torch.cpu, name, lambda: False)() for name in probes)
+
+
+def _setup(cfg: TrainConfig) -> tuple[_Dist, torch.device]:
+    """Join the torchrun process group (if launched so) and pick the device."""
+    want = cfg.device
+    if want == "auto":
+        want = "cuda" if torch.cuda.is_available() else "cpu"
+    if want == "cuda" and not torch.cuda.is_available():
+        raise InputError("train.device='cuda' but no CUDA device is available; use device=cpu or auto")
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    d = _Dist()
+    if world > 1:
+        d.world_size, d.rank = world, int(os.environ["RANK"])
+        d.local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+        if not dist.is_initialized():
+            dist.init_process_group(backend="nccl" if want == "cuda" else "gloo")
+            d.owns_group = True
+    if want == "cuda":
+        torch.cuda.set_device(d.local_rank)
+        return d, torch.device("cuda", d.local_rank)
+    return d, torch.device("cpu")
+
+
+def _open_data(data_dir: Path, run: RunConfig) -> TokenShards:
+    shards = TokenShards.open(data_dir)
+    if shards.vocab_size != run.model.vocab_size:
+        raise InputError(
+            f"--data {data_dir} has a {shards.vocab_size}-token vocabulary but the model has "
+            f"vocab_size={run.model.vocab_size}; pass model.vocab_size={shards.vocab_size} "
+            "or use a corpus built with --vocab-size "
+            f"{run.model.vocab_size}"
+        )
+    return shards
+
+
+def _grad_rms_(params: Sequence[torch.nn.Parameter], normalize: bool) -> torch.Tensor:
+    """Global RMS of all gradients; with `normalize`, divide every gradient by it."""
+    grads = [p.grad for p in params if p.grad is not None]
+    numel = sum(g.numel() for g in grads)
+    norm = torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(g) for g in grads]))
+    rms = norm / math.sqrt(numel)
+    if normalize:
+        scale = 1.0 / (rms + GRAD_RMS_EPS)
+        for g in grads:
+            g.mul_(scale)
+    return rms
+
+
+def weight_decay_params(model: SparseTransformer) -> list[tuple[str, torch.nn.Parameter]]:
+    """The parameters that get decoupled weight decay: the weight matrices, embeddings and
+    unembedding. Biases and the bigram table are skipped (docs/method.md section 2), and so are
+    norm gains and sink logits, as in the reference code (it decays only 2-D weights)."""
+    kinds = model.parameter_kinds()
+    return [(n, p) for n, p in model.named_parameters() if kinds[n] in ("matrix", "embedding")]
+
+
+def _adam(params: list[torch.nn.Parameter], cfg: TrainConfig) -> torch.optim.Adam:
+    """Adam without weight decay (decay is applied by hand after the projection); the fused
+    kernel when this torch and device have one (several times faster on CPU)."""
+    kwargs: dict[str, Any] = {"lr": cfg.lr, "betas": cfg.betas, "eps": cfg.eps, "weight_decay": 0.0}
+    try:
+        return torch.optim.Adam(params, fused=True, **kwargs)
+    except (RuntimeError, TypeError):
+        return torch.optim.Adam(params, foreach=True, **kwargs)
+
+
+@torch.no_grad()
+def _evaluate(model: SparseTransformer, batches: list[tuple[torch.Tensor, torch.Tensor]]) -> float:
+    model.eval()
+    total = 0.0
+    for x, y in batches:
+        logits = model(x)
+        total += F.cross_entropy(logits.view(-1, logits.shape[-1]), y.view(-1)).item()
+    model.train()
+    return total / len(batches)
+
+
+def _ranks_identical(model: SparseTransformer, d: _Dist) -> bool | None:
+    """Whether every rank holds the same weights (sum, abs-sum and nonzero count per tensor)."""
+    if d.world_size == 1:
+        return None
+    with torch.no_grad():
+        mine = torch.stack(
+            [
+                torch.stack([p.double().sum(), p.double().abs().sum(), (p != 0).sum().double()])
+                for p in model.parameters()
+            ]
+        ).cpu()
+    if dist.get_backend() == "nccl":
+        mine = mine.cuda()
+    gathered = [torch.empty_like(mine) for _ in range(d.world_size)]
+    dist.all_gather(gathered, mine)
+    return all(torch.equal(gathered[0], g) for g in gathered[1:])
+
+
+def train(
+    config: RunConfig | str | Path,
+    data_dir: str | Path,
+    out_dir: str | Path,
+    resume: bool = False,
+    overrides: Sequence[str] = (),
+    progress: bool = True,
+) -> TrainResult:
+    """Train a model on a corpus folder into a run folder (see train.state for the layout).
+
+    `config` is a RunConfig, a preset name or a config file; `overrides` are `field=value`
+    strings. With `resume`, continue from the newest saved state of `out_dir`.
+    """
+    run = load_run_config(config, overrides) if not isinstance(config, RunConfig) else config
+    if isinstance(config, RunConfig) and overrides:
+        run = apply_overrides(run, overrides)
+    d, device = _setup(run.train)
+    try:
+        return Trainer(run, data_dir, out_dir, resume, progress, d, device).fit()
+    finally:
+        if d.owns_group:
+            dist.destroy_process_group()
+
+
+class Trainer:
+    """One training run: set up on construction, then `fit()` (or `step()` by hand).
+
+    Construction opens the corpus, checks and prepares the run folder, builds the model
+    (seeded), the sparsifier and the optimizer, and loads the newest state when resuming.
+    """
+
+    def __init__(
+        self,
+        run: RunConfig,
+        data_dir: str | Path,
+        out_dir: str | Path,
+        resume: bool = False,
+        progress: bool = True,
+        d: _Dist | None = None,
+        device: torch.device | None = None,
+    ) -> None:
+        self.run, self.cfg = run, run.train
+        self.data_dir, self.out_dir, self.progress = Path(data_dir), Path(out_dir), progress
+        if d is None or device is None:
+            d, device = _setup(self.cfg)  # joins the torchrun process group when launched so
+        self.d, self.device = d, device
+        self._start_step, self._t_start = 0, time.perf_counter()
+        self.val_loss: float | None = None
+        self._setup_data()
+        self.record = run_record(run, self.shards.manifest_hash, self.data_dir, self.d.world_size)
+        prepare_run_dir(self.out_dir, resume)
+        state: ResumeState | None = None
+        if resume:
+            check_resume_compatible(self.out_dir, self.record)
+            state = load_latest_state(self.out_dir)
+        if self.d.world_size > 1:
+            dist.barrier()  # every rank has checked the run folder before rank 0 writes to it
+        self._setup_model()
+        self.step_count, self.tokens, self.elapsed_before, self.last_loss = 0, 0, 0.0, None
+        if state is not None:
+            self.load_state_dict(state)
+        elif self.sparsifier is not None and kept_fraction(0, self.cfg) < 1.0:
+            self.sparsifier.project_(kept_fraction(0, self.cfg))  # no anneal: start from a sparse init
+        if self.d.main:
+            self.out_dir.mkdir(parents=True, exist_ok=True)
+            if state is not None:
+                truncate_metrics(self.out_dir, self.step_count)
+            else:
+                write_run_config(self.out_dir, self.record)
+        self.net: torch.nn.Module = self.model
+        if self.d.world_size > 1:
+            ids = [self.device.index] if self.device.type == "cuda" else None
+            self.net = DistributedDataParallel(self.model, device_ids=ids)
+        self.tokens_per_step = self.cfg.batch_size * self.run.model.n_ctx
+        self.bf16 = self.cfg.autocast == "bf16" or (self.cfg.autocast == "auto" and native_bf16(self.device))
+
+    def _setup_data(self) -> None:
+        """Open the corpus; the batch sampler of this rank and the fixed validation batches."""
+        cfg, d, n_ctx = self.cfg, self.d, self.run.model.n_ctx
+        self.shards = _open_data(self.data_dir, self.run)
+        if cfg.batch_size % d.world_size:
+            raise InputError(
+                f"train.batch_size={cfg.batch_size} (the global batch) must be divisible by the "
+                f"number of processes ({d.world_size})"
+            )
+        if len(self.shards.val) < n_ctx + 2:
+            raise InputError(
+                f"--data {self.data_dir}: the validation split has {len(self.shards.val)} tokens, too "
+                f"few for one window of n_ctx={n_ctx}; rebuild the corpus with a larger --val-fraction"
+            )
+        self.sampler = BatchSampler(
+            self.shards.train, cfg.batch_size // d.world_size, n_ctx, cfg.seed, d.rank, d.world_size
+        )
+        eval_rng = np.random.default_rng([cfg.seed, 1])
+        self.eval_batches = [
+            tuple(t.to(self.device) for t in sample_batch(self.shards.val, cfg.batch_size, n_ctx, eval_rng))
+            for _ in range(cfg.eval_batches)
+        ]
+
+    def _setup_model(self) -> None:
+        """The seeded model, its sparsifier (sparse runs), the decayed parameters and Adam."""
+        cfg = self.cfg
+        torch.manual_seed(cfg.seed)
+        self.model = SparseTransformer(self.run.model)
+        self.sparsifier = (
+            WeightSparsifier(self.model, cfg.target_density, cfg.embedding_density_factor, cfg.min_per_channel)
+            if cfg.sparse and cfg.target_density is not None
+            else None
+        )
+        self.model.to(self.device)
+        self.params = list(self.model.parameters())
+        self.decay = [p for _, p in weight_decay_params(self.model)]
+        self.optimizer = _adam(self.params, cfg)
+
+    def state_dict(self) -> dict[str, Any]:
+        """The trainer's own resumable state (the model and optimizer are saved beside it)."""
+        return {
+            "tokens": self.tokens,
+            "elapsed": self.elapsed_before + time.perf_counter() - self._t_start,
+            "sampler": self.sampler.state_dict(),
+            "last_train_loss": self.last_loss,
+        }
+
+    def load_state_dict(self, state: ResumeState) -> None:
+        """Continue from a saved state: weights, optimizer, data position, RNG and counters."""
+        self.model.load_state_dict(state.model_state)
+        self.optimizer.load_state_dict(state.optimizer_state)
+        self.sampler.load_state_dict(state.sampler)
+        torch.set_rng_state(state.torch_rng)
+        self.step_count, self.tokens, self.elapsed_before = state.step, state.tokens, state.elapsed
+        self.last_loss = state.last_train_loss
+
+    def loss(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """The training loss of one batch: next-token cross-entropy (bf16 forward if asked)."""
+        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.bf16):
+            logits = self.net(x)
+        return F.cross_entropy(logits.float().view(-1, logits.shape[-1]), y.view(-1))
+
+    def step(self) -> tuple[torch.Tensor, torch.Tensor, float]:
+        """One optimizer step: forward, backward, gradient RMS normalization, Adam, the L0
+        projection at the next kept fraction, decoupled weight decay. Returns the loss, the
+        gradient RMS and the learning rate."""
+        cfg, step = self.cfg, self.step_count
+        lr = learning_rate(step, cfg, kept_fraction(step, cfg))
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
+        x, y = (t.to(self.device, non_blocking=True) for t in self.sampler.next_batch())
+        loss = self.loss(x, y)
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        grad_rms = _grad_rms_(self.params, cfg.grad_rms_normalize)
+        self.optimizer.step()
+        with torch.no_grad():
+            if self.sparsifier is not None:
+                self.sparsifier.project_(kept_fraction(step + 1, cfg))
+            if cfg.weight_decay:
+                for p in self.decay:
+                    p.mul_(1.0 - lr * cfg.weight_decay)
+        self.step_count += 1
+        self.tokens += self.tokens_per_step
+        return loss, grad_rms, lr
+
+    def evaluate(self) -> float:
+        """Mean loss over the fixed validation batches."""
+        return _evaluate(self.model, self.eval_batches)
+
+    def log(self, window: _Window, lr: float, grad_rms: torch.Tensor, evaluating: bool) -> None:
+        """Average the window's train loss over ranks; rank 0 evaluates (when due) and
+        appends one metrics row."""
+        if self.d.world_size > 1:
+            dist.all_reduce(window.loss)
+            window.loss /= self.d.world_size
+        self.last_loss = window.loss.item() / window.steps
+        now = time.perf_counter()
+        if self.d.main:
+            if evaluating:
+                self.val_loss = self.evaluate()
+            row = {
+                "step": self.step_count,
+                "tokens": self.tokens,
+                "lr": lr,
+                "train_loss": self.last_loss,
+                **({"val_loss": self.val_loss} if evaluating else {}),
+                "grad_rms": grad_rms.item(),
+                "kept_fraction": kept_fraction(self.step_count, self.cfg),
+                "kept": {r.name: r.fraction for r in sparsity_report(self.model).rows if r.kind != "exempt"},
+                "step_time": (now - window.t0) / window.steps,
+                "tokens_per_s": self.tokens_per_step * window.steps / (now - window.t0),
+                "wall_time": self.elapsed_before + now - self._t_start,
+            }
+            append_metrics(self.out_dir, row)
+            self.bar.set_postfix(
+                loss=f"{self.last_loss:.3f}", tok_s=f"{row['tokens_per_s']:.0f}", kept=f"{row['kept_fraction']:.4f}"
+            )
+        window.reset()
+
+    def checkpoint(self) -> None:
+        """Rank 0 saves a resumable state folder (model, optimizer, RNG, trainer state)."""
+        trainer = self.state_dict()
+        if self.d.main:
+            save_state(self.out_dir, self.step_count, self.model, self.optimizer, trainer, self.cfg.keep_checkpoints)
+
+    def fit(self) -> TrainResult:
+        """Run the remaining steps with logging, evaluation and checkpoints; then `finish`."""
+        cfg = self.cfg
+        self._start_step, self._t_start = self.step_count, time.perf_counter()
+        window = _Window(torch.zeros((), device=self.device))
+        self.bar = tqdm(
+            total=cfg.steps, initial=self.step_count, desc="train", unit="step", file=sys.stderr,
+            disable=not (self.progress and self.d.main), dynamic_ncols=True,
+        )
+        while self.step_count < cfg.steps:
+            loss, grad_rms, lr = self.step()
+            window.add(loss)
+            self.bar.update(1)
+            final = self.step_count == cfg.steps
+            evaluating = final or (cfg.eval_every > 0 and self.step_count % cfg.eval_every == 0)
+            if self.step_count % cfg.log_every == 0 or evaluating:
+                self.log(window, lr, grad_rms, evaluating)
+            if final or (cfg.checkpoint_every and self.step_count % cfg.checkpoint_every == 0):
+                self.checkpoint()
+        self.bar.close()
+        return self.finish()
+
+    def training_record(self, identical: bool | None) -> dict[str, Any]:
+        """The training.json content of the finished run."""
+        t_now = time.perf_counter()
+        report = sparsity_report(self.model)
+        session_tokens = (self.step_count - self._start_step) * self.tokens_per_step
+        return {
+            "recipe": self.run.to_dict(),
+            "sparse": self.cfg.sparse,
+            "steps": self.step_count,
+            "tokens": self.tokens,
+            "final_train_loss": self.last_loss,
+            "final_val_loss": self.val_loss,
+            "corpus_manifest_hash": self.shards.manifest_hash,
+            "data_dir": str(self.data_dir),
+            "nonzeros": {
+                "totals": report.to_dict()["totals"],
+                "tensors": {r.name: r.nonzero for r in report.rows},
+            },
+            "world_size": self.d.world_size,
+            "ranks_identical": identical,
+            "device": str(self.device),
+            "autocast": "bf16" if self.bf16 else "none",
+            "seconds": self.elapsed_before + t_now - self._t_start,
+            "tokens_per_second": session_tokens / max(t_now - self._t_start, 1e-9),
+            "torch_version": torch.__version__,
+            "library_version": __version__,
+        }
+
+    def finish(self) -> TrainResult:
+        """Write the final model and training.json (rank 0) and return the result."""
+        if self.val_loss is None and self.d.main:  # a resume of an already finished run
+            self.val_loss = self.evaluate()
+        identical = _ranks_identical(self.model, self.d)
+        training = self.training_record(identical)
+        if self.d.main:
+            write_final(self.out_dir, self.model, self.shards.tokenizer_path, training)
+        if self.d.world_size > 1:
+            dist.barrier()
+        if identical is False:
+            print("warning: ranks ended with different weights (see training.json)", file=sys.stderr)
+        val = self.val_loss
+        return TrainResult(
+            out_dir=self.out_dir,
+            steps=self.step_count,
+            tokens=self.tokens,
+            final_train_loss=self.last_loss,
+            final_val_loss=float(val) if val is not None else float("nan"),
+            seconds=training["seconds"],
+            tokens_per_second=training["tokens_per_second"],
+            training=training,
+        )
+
+
+@dataclass
+class _Window:
+    """The summed train loss of the steps since the last metrics row."""
+
+    loss: torch.Tensor
+    steps: int = 0
+    t0: float = field(default_factory=time.perf_counter)
+
+    def add(self, loss: torch.Tensor) -> None:
+        self.loss += loss.detach()
+        self.steps += 1
+
+    def reset(self) -> None:
+        self.loss.zero_()
+        self.steps, self.t0 = 0, time.perf_counter()
