@@ -38,14 +38,14 @@ def _bundle_sizes() -> dict[str, float]:
     return sizes
 
 
-def markdown(summary: dict, info: dict, loads: tuple[float, float], sizes: dict[str, float]) -> str:
-    """The demo section of RESULTS.md."""
+def _timing_lines(summary: dict, info: dict, loads: tuple[float, float]) -> list[str]:
+    """Title, machine, demo settings, the time of each phase and the verdict on the target."""
     sec = summary["seconds"]
     total = sec["total"]
     verdict = "met" if total <= TARGET_SECONDS else "**missed**"
     stretch = "met" if total <= STRETCH_SECONDS else "missed"
     s = summary["settings"]
-    lines = [
+    return [
         "## `make demo`: the bundled models, their circuits, and the demo's time",
         "",
         machine_line(info) + f" torch threads {summary['torch_threads']}; 1-minute load average "
@@ -64,14 +64,19 @@ def markdown(summary: dict, info: dict, loads: tuple[float, float], sizes: dict[
         f"| **total** | **{total:.0f}** |",
         "",
         f"Target: at most {TARGET_SECONDS:.0f} s on 2 cores — {verdict} (stretch {STRETCH_SECONDS:.0f} s: {stretch}).",
-        "",
+    ]
+
+
+def _model_lines(models: dict, sizes: dict[str, float]) -> list[str]:
+    """The bundled models' table (steps, validation loss, nonzeros, folder size) and their total size."""
+    lines = [
         "### Bundled models (float16 bigram table; every figure measured on the model as loaded)",
         "",
         "| model | steps | val loss (loaded, on corpus-val) | val loss (training run) | nonzero matrix weights "
         "| nonzero parameters (all) | folder MB |",
         "|---|---|---|---|---|---|---|",
     ]
-    for card in summary["models"].values():
+    for card in models.values():
         nz = card["nonzeros"]
         m = nz.get("matrix", {})
         lines.append(
@@ -79,18 +84,23 @@ def markdown(summary: dict, info: dict, loads: tuple[float, float], sizes: dict[
             f"{m.get('nonzero', 0):,} of {m.get('numel', 0):,} ({m.get('fraction', 0):.3f}) | "
             f"{nz['all']['nonzero']:,} of {nz['all']['numel']:,} | {sizes.get(card['name'], 0):.1f} |"
         )
-    lines += [
+    return [
+        *lines,
         "",
         f"Both folders together: {sum(sizes.values()):.1f} MB (limit 25). The loaded models' validation loss is "
         "measured on each folder's `corpus-val/`; where that is a sample of the validation split "
         "(`model pack --val-tokens`), it differs from the training run's figure by the sample, not the model.",
-        "",
-        f"### Task losses (test split, {s['eval_pairs']} pairs; solved = loss <= {s['target_loss']})",
+    ]
+
+
+def _task_lines(ev: dict, settings: dict) -> list[str]:
+    """Both models' test loss on every task (solved ones marked) and how many the sparse one solves."""
+    lines = [
+        f"### Task losses (test split, {settings['eval_pairs']} pairs; solved = loss <= {settings['target_loss']})",
         "",
         "| task | sparse | dense |",
         "|---|---|---|",
     ]
-    ev = summary["evaluation"]
     for task in ev["sparse"]:
         cells = []
         for kind in ("sparse", "dense"):
@@ -98,33 +108,57 @@ def markdown(summary: dict, info: dict, loads: tuple[float, float], sizes: dict[
             cells.append("-" if e is None or e["loss"] is None else _f(e["loss"]) + (" **solved**" if e["solved"] else ""))
         lines.append(f"| {task} | {cells[0]} | {cells[1]} |")
     solved = [t for t, r in ev["sparse"].items() if r["solved"]]
-    lines += ["", f"The sparse model solves {len(solved)} of {len(ev['sparse'])} tasks."]
-    if summary["circuits"]:
+    return [*lines, "", f"The sparse model solves {len(solved)} of {len(ev['sparse'])} tasks."]
+
+
+def _circuit_lines(circuits: list[dict]) -> list[str]:
+    """One table row per circuit (size, losses, verdict, seconds); nothing without circuits."""
+    if not circuits:
+        return []
+    lines = [
+        "",
+        "### Circuits (sparse vs dense)",
+        "",
+        "| task | model | nodes | edges | loss full | loss circuit | at target | verdict | seconds |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for c in circuits:
+        secs = sum(c["seconds"].values())
+        lines.append(
+            f"| {c['task']} | {c['kind']} | {c['n_nodes']} | {c['n_edges']} | {_f(c['losses'].get('full'))} | "
+            f"{_f(c['losses'].get('circuit'))} | {'yes' if c['target_met'] else 'no'} | {c['verdict']} | {secs:.0f} |"
+        )
+    return lines
+
+
+def _comparison_lines(comp: dict | None) -> list[str]:
+    """Dense/sparse edge ratio per task and, where both reach the target, their geometric means."""
+    if not comp or not comp["rows"]:
+        return []
+    lines = ["", "| task | dense/sparse edges |", "|---|---|"]
+    lines += [f"| {r['task']} | {_f(r['edge_ratio'], 2)} |" for r in comp["rows"]]
+    if comp["n_tasks_compared"]:
         lines += [
             "",
-            "### Circuits (sparse vs dense)",
-            "",
-            "| task | model | nodes | edges | loss full | loss circuit | at target | verdict | seconds |",
-            "|---|---|---|---|---|---|---|---|---|",
+            f"Geometric mean of edges over the {comp['n_tasks_compared']} task(s) where both circuits reach "
+            f"the target: sparse {comp['geomean_edges_sparse']:.1f}, dense {comp['geomean_edges_dense']:.1f}, "
+            f"**dense/sparse {comp['geomean_ratio']:.2f}x** (the paper reports about 16x at matched "
+            "pretraining loss, on larger models pruned for ~2000 steps).",
         ]
-        for c in summary["circuits"]:
-            secs = sum(c["seconds"].values())
-            lines.append(
-                f"| {c['task']} | {c['kind']} | {c['n_nodes']} | {c['n_edges']} | {_f(c['losses'].get('full'))} | "
-                f"{_f(c['losses'].get('circuit'))} | {'yes' if c['target_met'] else 'no'} | {c['verdict']} | {secs:.0f} |"
-            )
-    comp = summary.get("comparison")
-    if comp and comp["rows"]:
-        lines += ["", "| task | dense/sparse edges |", "|---|---|"]
-        lines += [f"| {r['task']} | {_f(r['edge_ratio'], 2)} |" for r in comp["rows"]]
-        if comp["n_tasks_compared"]:
-            lines += [
-                "",
-                f"Geometric mean of edges over the {comp['n_tasks_compared']} task(s) where both circuits reach "
-                f"the target: sparse {comp['geomean_edges_sparse']:.1f}, dense {comp['geomean_edges_dense']:.1f}, "
-                f"**dense/sparse {comp['geomean_ratio']:.2f}x** (the paper reports about 16x at matched "
-                "pretraining loss, on larger models pruned for ~2000 steps).",
-            ]
+    return lines
+
+
+def markdown(summary: dict, info: dict, loads: tuple[float, float], sizes: dict[str, float]) -> str:
+    """The demo section of RESULTS.md."""
+    lines = [
+        *_timing_lines(summary, info, loads),
+        "",
+        *_model_lines(summary["models"], sizes),
+        "",
+        *_task_lines(summary["evaluation"], summary["settings"]),
+        *_circuit_lines(summary["circuits"]),
+        *_comparison_lines(summary.get("comparison")),
+    ]
     for note in summary["notes"]:
         lines += ["", f"Note: {note}"]
     return "\n".join(lines)

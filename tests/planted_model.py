@@ -21,7 +21,7 @@ import random
 import torch
 
 from sparsecircuits.checkpoint import model_fingerprint
-from sparsecircuits.circuit import Circuit, compute_edges
+from sparsecircuits.circuits import Circuit, compute_edges
 from sparsecircuits.model import LOCATIONS, ModelConfig, SparseTransformer, get_location
 from sparsecircuits.prune import PruneConfig
 from sparsecircuits.tasks import EncodedPair, Pair, Task, pair_split

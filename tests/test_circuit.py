@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 import torch
 
 from sparsecircuits.checkpoint import model_fingerprint
-from sparsecircuits.circuit import (
+from sparsecircuits.circuits import (
     Circuit,
     Edge,
     compute_edges,
@@ -182,3 +183,32 @@ def test_node_ids_and_edges_parse() -> None:
     assert Edge.from_dict({"src": "a:1", "dst": "b:2", "weight": 0.5}) == Edge("a:1", "b:2", 0.5)
     with pytest.raises(InputError):
         Edge.from_dict({"src": "a:1"})
+
+
+def test_a_circuit_written_by_0_1_0_loads_typed_and_writes_the_same_json() -> None:
+    """The records are typed (task, losses, calibration, pruning) and serialize to exactly
+    the JSON an earlier version wrote (fixture: a trimmed demo circuit of 0.1.0)."""
+    from sparsecircuits.circuits import CalibrationRecord, CircuitLosses, PruningRecord, TaskRecord
+
+    text = (Path(__file__).parent / "fixtures" / "circuit_0.1.0.json").read_text()
+    old = json.loads(text)
+    circuit = Circuit.from_dict(old)
+    assert isinstance(circuit.task, TaskRecord) and circuit.task.parameters == {"same_length": False, "parse": True}
+    assert isinstance(circuit.losses, CircuitLosses) and circuit.losses.circuit == old["losses"]["circuit"]
+    assert isinstance(circuit.calibration, CalibrationRecord) and circuit.calibration.scale == old["calibration"]["scale"]
+    assert isinstance(circuit.pruning, PruningRecord) and circuit.pruning.k == 43
+    assert circuit.pruning.get("freeze_norms") is False and circuit.pruning.get("steps") == 100
+    assert circuit.to_dict() == old
+    assert json.dumps(circuit.to_dict(), indent=1) == json.dumps(old, indent=1)
+
+
+def test_records_accept_plain_dicts_and_older_spellings() -> None:
+    from sparsecircuits.circuits import PruningRecord, TaskRecord
+
+    task = TaskRecord.from_dict({"name": "t", "source": "builtin", "params": {"n": 1}, "description": "d"})
+    assert task.parameters == {"n": 1} and task.to_dict() == {"name": "t", "source": "builtin", "parameters": {"n": 1}, "description": "d"}
+    assert PruningRecord.from_dict({"steps": 1}).to_dict() == {"steps": 1}
+    assert PruningRecord.from_dict({"steps": 1, "n_masked_nodes": 9, "k": None}).to_dict() == {"steps": 1, "n_masked_nodes": 9, "k": None}
+    with pytest.raises(InputError, match="loss"):
+        Circuit.from_dict({**json.loads((Path(__file__).parent / "fixtures" / "circuit_0.1.0.json").read_text()),
+                           "losses": {"fulll": 0.1}})

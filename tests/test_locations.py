@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from sparsecircuits.checkpoint import model_fingerprint
-from sparsecircuits.circuit import Circuit, compute_edges, residual_links
+from sparsecircuits.circuits import Circuit, compute_edges, residual_links
 from sparsecircuits.model import ModelConfig, SparseTransformer, locations
 from sparsecircuits.model.interventions import ablate
 from sparsecircuits.model.locations import NodeLocation, WeightSlice, all_node_hooks, node_width

@@ -7,7 +7,7 @@ import json
 import pytest
 
 from sparsecircuits.checkpoint import save_checkpoint
-from sparsecircuits.circuit import Circuit
+from sparsecircuits.circuits import Circuit
 from sparsecircuits.cli import main
 from sparsecircuits.model import ModelConfig, SparseTransformer
 
@@ -23,13 +23,15 @@ def test_cli_prunes_a_checkpoint_with_mean_ablation(tmp_path, small_corpus_dir, 
     run = save_checkpoint(model, tmp_path / "run", tokenizer=stdlib_tokenizer, training={"data_dir": str(small_corpus_dir)})
     out = tmp_path / "circ"
     argv = ["prune", "--model", str(run), "--task", "single_double_quote", "--out", str(out), "--steps", "3",
-            "--train-pairs", "16", "--eval-pairs", "8", "--no-progress"]
+            "--train-pairs", "16", "--pairs", "8", "--no-progress"]
     assert main(argv) == 0
     printed = capsys.readouterr().out
     assert "nodes" in printed and "edges" in printed and f"wrote {out / 'circuit.json'}" in printed
+    assert main(argv) == 2 and "--force" in capsys.readouterr().err  # an existing circuit needs --force
+    assert main([*argv, "--force"]) == 0
     circuit = Circuit.load(out)
     circuit.check_against(model)
-    assert circuit.ablation == "mean" and circuit.pruning["steps"] == 3
+    assert circuit.ablation == "mean" and circuit.pruning.get("steps") == 3
     assert circuit.model["path"] == str(run.resolve())
     assert len(list(run.glob("ablation_means-*.safetensors"))) == 1  # cached beside the checkpoint
     data = json.loads((out / "circuit.json").read_text())

@@ -86,12 +86,12 @@ def test_pruning_recovers_the_planted_circuit(seed: int) -> None:
     precision, recall = len(got & want) / len(got), len(got & want) / len(want)
     print(f"planted circuit, seed {seed}: precision {precision:.2f}, recall {recall:.2f}, losses {circuit.losses}")
     assert (precision, recall) == (1.0, 1.0), (sorted(got - want), sorted(want - got))
-    assert circuit.target_met and circuit.pruning["k"] == 7
+    assert circuit.target_met and circuit.pruning.k == 7
     losses = circuit.losses
-    assert losses["circuit"] <= 0.15 < losses["ablate_all"]
-    assert losses["circuit"] < losses["full"]  # cutting the noisy head helps
-    assert losses["circuit_ablated"] > 0.6  # the planted nodes are necessary
-    assert losses["circuit_calibrated"] <= losses["circuit"]
+    assert losses.circuit <= 0.15 < losses.ablate_all
+    assert losses.circuit < losses.full  # cutting the noisy head helps
+    assert losses.circuit_ablated > 0.6  # the planted nodes are necessary
+    assert losses.circuit_calibrated <= losses.circuit
     # every planted weight is an edge: c2->q0, c1->k0, c0->v0, v0->attn_out 3
     assert sorted((e.src, e.dst) for e in circuit.edges) == sorted([
         ("blocks.0.attn.hook_in:2", "blocks.0.attn.hook_q:0"),
@@ -125,7 +125,7 @@ def test_pruning_a_subset_of_locations_keeps_the_others_whole() -> None:
     assert circuit.nodes["blocks.0.attn.hook_q"] == list(range(8))
     assert circuit.nodes["blocks.0.mlp.hook_post"] == list(range(8))
     assert 0 in circuit.nodes["blocks.0.attn.hook_v"] and 3 in circuit.nodes["blocks.0.hook_attn_out"]
-    assert circuit.pruning["n_masked_nodes"] == 16
+    assert circuit.pruning.n_masked_nodes == 16
 
 
 @pytest.mark.slow
@@ -133,7 +133,7 @@ def test_frozen_norms_recover_the_planted_circuit_without_rescaling() -> None:
     model = planted_model()
     config = PruneConfig(steps=30, ablation="zero", freeze_norms=True, n_train_pairs=256, n_eval_pairs=64)
     circuit = prune(model, PlantedTask(name="planted"), None, config, progress=False).circuit
-    assert circuit.pruning["freeze_norms"] is True
+    assert circuit.pruning.get("freeze_norms") is True
     assert _node_set(circuit.nodes) == _node_set(PLANTED)
     # the same circuit evaluated both ways: with frozen scales the final norm cannot
     # enlarge the answer channel after the other channels were cut, so the loss is higher
@@ -142,5 +142,5 @@ def test_frozen_norms_recover_the_planted_circuit_without_rescaling() -> None:
     keep = circuit.keep_masks(model)
     frozen = CircuitEvaluator(model, batch, values, freeze_norms=True).loss(keep)
     free = CircuitEvaluator(model, batch, values, freeze_norms=False).loss(keep)
-    assert frozen == pytest.approx(circuit.losses["circuit"], rel=1e-5)
+    assert frozen == pytest.approx(circuit.losses.circuit, rel=1e-5)
     assert free < frozen

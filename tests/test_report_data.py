@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from sparsecircuits.checkpoint import model_fingerprint, save_checkpoint
-from sparsecircuits.circuit import (
+from sparsecircuits.circuits import (
     Circuit,
     compute_edges,
     embed_links,

@@ -28,7 +28,7 @@ _PUBLIC: dict[str, str] = {
     "SparseTransformer": "sparsecircuits.model",
     "ModelConfig": "sparsecircuits.model",
     "load_checkpoint": "sparsecircuits.checkpoint",
-    "Circuit": "sparsecircuits.circuit",
+    "Circuit": "sparsecircuits.circuits",
     "get_task": "sparsecircuits.tasks",
     "prune": "sparsecircuits.prune",
     "validate": "sparsecircuits.validate",

@@ -242,7 +242,7 @@ def circuit_for(model: DemoModel, task: Task, folder: Path, reports: Path, cfg: 
         "n_nodes": circuit.n_nodes,
         "n_edges": circuit.n_edges,
         "target_met": circuit.target_met,
-        "losses": dict(circuit.losses),
+        "losses": circuit.losses.to_dict(),
         "verdict": report.verdict["status"],
         "reasons": list(report.verdict["reasons"]),
         "seconds": seconds,

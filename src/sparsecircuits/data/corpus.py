@@ -11,7 +11,7 @@ import hashlib
 import json
 import sys
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -193,6 +193,124 @@ def _file_sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
+def _reused_tokenizer(tokenizer: str | Path | Tokenizer | None) -> Tokenizer | None:
+    """The tokenizer to reuse (an object as is, a path loaded), or None to train one.
+
+    Loaded before reading any source, so a bad tokenizer path fails fast.
+    """
+    if tokenizer is None or isinstance(tokenizer, Tokenizer):
+        return tokenizer
+    return load_tokenizer(tokenizer)
+
+
+def _manifest(
+    parsed: Sequence[Source],
+    kept: Sequence[tuple[int, Document, str]],
+    splits: Sequence[str],
+    settings: dict[str, Any],
+    skipped: dict[str, int],
+    duplicates: int,
+) -> dict[str, Any]:
+    """manifest.json: the identity (format, settings, sources, files) and its hash, plus
+    counts and source details, which describe the build but do not enter the hash."""
+    files = [
+        {"source": i, "name": doc.name, "sha256": sha, "bytes": doc.nbytes, "split": split}
+        for (i, doc, sha), split in zip(kept, splits, strict=True)
+    ]
+    identity = {
+        "format": MANIFEST_FORMAT,
+        "settings": settings,
+        "sources": [{"kind": s.kind, "field": s.field, "globs": list(s.globs)} for s in parsed],
+        "files": files,
+    }
+    counts = {
+        "files": len(files),
+        "train_files": splits.count("train"),
+        "val_files": splits.count("val"),
+        "duplicates": duplicates,
+        "skipped": skipped,
+        "bytes": sum(f["bytes"] for f in files),
+    }
+    return {
+        **identity,
+        "hash": canonical_hash(identity),
+        "counts": counts,
+        "source_details": [
+            {
+                "spec": s.spec,
+                "root": str(source_root(s) or s.location),
+                "python": sys.version.split()[0],
+            }
+            for s in parsed
+        ],
+    }
+
+
+def _split_texts(
+    kept: Sequence[tuple[int, Document, str]], splits: Sequence[str]
+) -> dict[str, list[str]]:
+    """The documents' texts by split ("train", "val"), in corpus order."""
+    return {
+        name: [doc.text for (_, doc, _), split in zip(kept, splits, strict=True) if split == name]
+        for name in ("train", "val")
+    }
+
+
+def _tokenizer_for(
+    train_texts: Sequence[str], reused: Tokenizer | None, vocab_size: int, progress: bool
+) -> tuple[Tokenizer, float]:
+    """The reused tokenizer, or one trained on the train split; and the seconds it took."""
+    t0 = time.perf_counter()
+    if reused is None:
+        if progress:
+            print(f"training a {vocab_size}-token tokenizer ...", file=sys.stderr)
+        tok = train_tokenizer(train_texts, vocab_size)
+    else:
+        tok = reused
+    return tok, time.perf_counter() - t0
+
+
+def _write_shards(
+    tmp: Path,
+    tok: Tokenizer,
+    texts: Mapping[str, Sequence[str]],
+    manifest_hash: str,
+    progress: bool,
+) -> tuple[dict[str, Any], float]:
+    """Write tokenizer.json and the train/val token shards into `tmp`; return the
+    shards.json content (which pins the tokenizer by sha256) and the encoding seconds."""
+    save_tokenizer(tok, tmp / "tokenizer.json")
+    dtype = token_dtype(tokenizer_vocab_size(tok))
+    shard_meta: dict[str, Any] = {
+        "format": SHARDS_FORMAT,
+        "dtype": dtype.name,
+        "vocab_size": tokenizer_vocab_size(tok),
+        "eot_id": eot_id(tok),
+        "separator": "<|endoftext|> after every document",
+        "manifest_hash": manifest_hash,
+        "tokenizer": "tokenizer.json",
+        "tokenizer_sha256": _file_sha256(tmp / "tokenizer.json"),
+    }
+    encode_seconds = 0.0
+    with tqdm(
+        total=sum(len(t) for t in texts.values()),
+        desc="encoding",
+        unit="file",
+        disable=not progress,
+        leave=False,
+        file=sys.stderr,
+    ) as bar:
+        for name in ("train", "val"):
+            n, secs = write_tokens(tok, texts[name], tmp / f"{name}.bin", dtype, bar.update)
+            encode_seconds += secs
+            shard_meta[name] = {
+                "file": f"{name}.bin",
+                "tokens": n,
+                "documents": len(texts[name]),
+            }
+    return shard_meta, encode_seconds
+
+
 def build_corpus(
     sources: Iterable[Source | str] = ("stdlib",),
     out_dir: str | Path = "corpus",
@@ -219,9 +337,7 @@ def build_corpus(
     parsed = [parse_source(s) for s in sources]
     if not parsed:
         raise InputError("no --source given; use e.g. --source stdlib")
-    reused = tokenizer if isinstance(tokenizer, Tokenizer) else None
-    if tokenizer is not None and reused is None:
-        reused = load_tokenizer(tokenizer)
+    reused = _reused_tokenizer(tokenizer)
 
     kept, skipped, duplicates = _gather(parsed, max_file_bytes, max_files, max_mb, progress)
     if not kept:
@@ -237,82 +353,15 @@ def build_corpus(
         "max_files": max_files,
         "max_mb": max_mb,
     }
-    files = [
-        {"source": i, "name": doc.name, "sha256": sha, "bytes": doc.nbytes, "split": split}
-        for (i, doc, sha), split in zip(kept, splits, strict=True)
-    ]
-    identity = {
-        "format": MANIFEST_FORMAT,
-        "settings": settings,
-        "sources": [{"kind": s.kind, "field": s.field, "globs": list(s.globs)} for s in parsed],
-        "files": files,
-    }
-    counts = {
-        "files": len(files),
-        "train_files": splits.count("train"),
-        "val_files": splits.count("val"),
-        "duplicates": duplicates,
-        "skipped": skipped,
-        "bytes": sum(f["bytes"] for f in files),
-    }
-    manifest = {
-        **identity,
-        "hash": canonical_hash(identity),
-        "counts": counts,
-        "source_details": [
-            {
-                "spec": s.spec,
-                "root": str(source_root(s) or s.location),
-                "python": sys.version.split()[0],
-            }
-            for s in parsed
-        ],
-    }
-    texts = {
-        name: [doc.text for (_, doc, _), split in zip(kept, splits, strict=True) if split == name]
-        for name in ("train", "val")
-    }
+    manifest = _manifest(parsed, kept, splits, settings, skipped, duplicates)
+    texts = _split_texts(kept, splits)
 
     with atomic_dir(out_dir) as tmp:
-        t0 = time.perf_counter()
-        if reused is None:
-            if progress:
-                print(f"training a {vocab_size}-token tokenizer ...", file=sys.stderr)
-            tok = train_tokenizer(texts["train"], vocab_size)
-        else:
-            tok = reused
-        tokenizer_seconds = time.perf_counter() - t0
-        save_tokenizer(tok, tmp / "tokenizer.json")
-        dtype = token_dtype(tokenizer_vocab_size(tok))
-        shard_meta: dict[str, Any] = {
-            "format": SHARDS_FORMAT,
-            "dtype": dtype.name,
-            "vocab_size": tokenizer_vocab_size(tok),
-            "eot_id": eot_id(tok),
-            "separator": "<|endoftext|> after every document",
-            "manifest_hash": manifest["hash"],
-            "tokenizer": "tokenizer.json",
-            "tokenizer_sha256": _file_sha256(tmp / "tokenizer.json"),
-        }
-        encode_seconds = 0.0
-        with tqdm(
-            total=len(kept),
-            desc="encoding",
-            unit="file",
-            disable=not progress,
-            leave=False,
-            file=sys.stderr,
-        ) as bar:
-            for name in ("train", "val"):
-                n, secs = write_tokens(tok, texts[name], tmp / f"{name}.bin", dtype, bar.update)
-                encode_seconds += secs
-                shard_meta[name] = {
-                    "file": f"{name}.bin",
-                    "tokens": n,
-                    "documents": len(texts[name]),
-                }
+        tok, tokenizer_seconds = _tokenizer_for(texts["train"], reused, vocab_size, progress)
+        shard_meta, encode_seconds = _write_shards(tmp, tok, texts, manifest["hash"], progress)
         _write_json(tmp / "manifest.json", manifest)
         _write_json(tmp / "shards.json", shard_meta)
+    counts = manifest["counts"]
     return CorpusSummary(
         out_dir=out_dir,
         manifest_hash=manifest["hash"],

@@ -10,15 +10,12 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import Any
 
 import torch
 from torch import nn
 
 from sparsecircuits.errors import InputError
-
-if TYPE_CHECKING:
-    from sparsecircuits.model.config import ModelConfig
 
 # What a location is to the residual stream and to the edge rules.
 #   read:   normalized residual read by a sublayer (its channels are residual channels)
@@ -52,7 +49,7 @@ class NodeLocation:
     alias: str
     hook: str  # hook name template with {layer}
     role: str
-    size: Callable[[ModelConfig], int]  # nodes per token
+    size: Callable[[Any], int]  # nodes per token, from a ModelConfig
     width: str  # the width in config terms, for the docs
     meaning: str
     inputs: tuple[WeightSlice, ...] = ()  # weights that end at this location
@@ -67,19 +64,19 @@ class NodeLocation:
         return f"blocks.{layer}.{self.alias}"
 
 
-def _d_in(cfg: ModelConfig) -> int:
+def _d_in(cfg: Any) -> int:
     return cfg.d_in
 
 
-def _d_attn(cfg: ModelConfig) -> int:
+def _d_attn(cfg: Any) -> int:
     return cfg.d_attn
 
 
-def _d_model(cfg: ModelConfig) -> int:
+def _d_model(cfg: Any) -> int:
     return cfg.d_model
 
 
-def _d_mlp(cfg: ModelConfig) -> int:
+def _d_mlp(cfg: Any) -> int:
     return cfg.d_mlp
 
 

@@ -1,7 +1,7 @@
 """Prune a model to a task circuit (docs/method.md section 4).
 
 `prune(model, task, tokenizer, PruneConfig(...), data=CORPUS)` returns a `PruneResult`
-whose `.circuit` is a `sparsecircuits.circuit.Circuit`. The pieces are public too:
+whose `.circuit` is a `sparsecircuits.circuits.Circuit`. The pieces are public too:
 `ablate` (evaluate any node set), `ablation_values` (mean / zero / task-mean values),
 `NodeMasks` and `optimize_masks` (the learned masks), `bisect_k` and `calibrate`. The
 hook interventions (`ablate`, `frozen_norms`, ...) live in `sparsecircuits.model.interventions`.

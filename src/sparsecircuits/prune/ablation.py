@@ -193,26 +193,3 @@ def _only_cached_means(model: SparseTransformer, cache_dir: str | Path | None) -
         f"ablation 'mean' needs the pretraining corpus ({why}): pass --data DIR (a corpus "
         "folder from `sparsecircuits corpus build`), or choose --ablation zero or task_mean"
     )
-
-
-def circuit_ablation_values(
-    model: SparseTransformer,
-    circuit: Any,
-    tokenizer: Any,
-    task: Any,
-    data: Data = None,
-    cache_dir: str | Path | None = None,
-) -> dict[str, torch.Tensor]:
-    """The ablation values a circuit was pruned with, so that validation and the report see
-    what pruning saw: for `task_mean`, the means over the pruning's own train pairs
-    (`pruning.n_train_pairs` pairs of the train split, `pruning.seed`)."""
-    task_batch = None
-    if circuit.ablation == "task_mean":
-        from sparsecircuits.prune.optimize import PruneConfig
-        from sparsecircuits.tasks import make_batch
-
-        defaults = PruneConfig()
-        n = int(circuit.pruning.get("n_train_pairs", defaults.n_train_pairs))
-        seed = int(circuit.pruning.get("seed", defaults.seed))
-        task_batch = make_batch(task.generate(tokenizer, n, seed=seed, split="train"))
-    return ablation_values(model, circuit.ablation, data=data, task_batch=task_batch, cache_dir=cache_dir)

@@ -19,7 +19,7 @@ from tqdm.auto import tqdm
 
 from sparsecircuits import __version__
 from sparsecircuits.checkpoint import Checkpoint, model_fingerprint, stage_inputs
-from sparsecircuits.circuit import (
+from sparsecircuits.circuits import (
     Circuit,
     compute_edges,
     embed_links,
@@ -253,3 +253,23 @@ def _discretize(
     }
     bar.close()
     return keep, k, curve, calibration, losses
+
+
+def circuit_ablation_values(
+    model: SparseTransformer,
+    circuit: Any,
+    tokenizer: Any,
+    task: Any,
+    data: Data = None,
+    cache_dir: str | Path | None = None,
+) -> dict[str, torch.Tensor]:
+    """The ablation values a circuit was pruned with, so that validation and the report see
+    what pruning saw: for `task_mean`, the means over the pruning's own train pairs
+    (`pruning.n_train_pairs` pairs of the train split, `pruning.seed`)."""
+    task_batch = None
+    if circuit.ablation == "task_mean":
+        defaults = PruneConfig()
+        n = int(circuit.pruning.get("n_train_pairs", defaults.n_train_pairs))
+        seed = int(circuit.pruning.get("seed", defaults.seed))
+        task_batch = make_batch(task.generate(tokenizer, n, seed=seed, split="train"))
+    return ablation_values(model, circuit.ablation, data=data, task_batch=task_batch, cache_dir=cache_dir)

@@ -16,12 +16,9 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-import torch
-
 from sparsecircuits import __version__
 from sparsecircuits.checkpoint import TrainingRecord, load_config
-from sparsecircuits.circuit import CIRCUIT_FILE, Circuit, node_id, parse_node_id
+from sparsecircuits.circuits import CIRCUIT_FILE, Circuit, node_id, parse_node_id
 from sparsecircuits.errors import InputError
 from sparsecircuits.model import ModelConfig, SparseTransformer
 from sparsecircuits.model.locations import get_location, hook_location, node_locations
@@ -181,7 +178,7 @@ def build_report_data(
     cfg = model.cfg if model is not None else _config_from_path(circuit)
     nodes = _node_records(circuit.nodes, cfg)
     links = display_links(circuit, nodes, tokenizer)
-    task = dict(circuit.task)
+    task = circuit.task.to_dict()
     data: dict[str, Any] = {
         "format": REPORT_FORMAT,
         "kind": "circuit",
@@ -198,9 +195,9 @@ def build_report_data(
             "n_edges": circuit.n_edges,
             "seed": circuit.seed,
             "version": circuit.version,
-            "pruning": dict(circuit.pruning),
-            "calibration": dict(circuit.calibration),
-            "losses": dict(circuit.losses),
+            "pruning": circuit.pruning.to_dict(),
+            "calibration": circuit.calibration.to_dict() if circuit.calibration else {},
+            "losses": circuit.losses.to_dict(),
         },
         "geometry": _geometry(cfg, nodes),
         "nodes": nodes,
@@ -313,17 +310,3 @@ def build_run_data(run_dir: str | Path, circuits: Sequence[Mapping[str, Any]] = 
 def circuit_index(reports: Sequence[tuple[dict[str, Any], str, str]]) -> list[dict[str, Any]]:
     """Index rows for (report data, href, name) triples."""
     return [index_entry(d, href, name) for d, href, name in reports]
-
-
-def window_tokens(shards: Any, n_windows: int, window: int, seed: int) -> torch.Tensor:
-    """A fixed, seeded [n, window] batch of validation tokens from a corpus folder or TokenShards."""
-    from sparsecircuits.data.shards import TokenShards, sample_batch
-
-    if isinstance(shards, (str, Path)):
-        shards = TokenShards.open(shards)
-    val = np.asarray(shards.val)
-    window = min(window, len(val) - 2)
-    if window < 2:
-        raise InputError(f"token shards {shards.path}: the validation split is too short for snippets; rebuild the corpus")
-    x, _ = sample_batch(val, n_windows, window, np.random.default_rng(seed))
-    return x.long()

@@ -11,18 +11,21 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
-from sparsecircuits.circuit import Circuit
+from sparsecircuits.circuits import Circuit
+from sparsecircuits.data.shards import TokenShards, sample_batch
 from sparsecircuits.data.tokenizer import decode
 from sparsecircuits.errors import InputError
 from sparsecircuits.model import SparseTransformer
 from sparsecircuits.model.hooks import HookPoint
 from sparsecircuits.model.interventions import intervened, last_norm_stats, record_norm_scales
 from sparsecircuits.model.locations import hook_location, node_width
-from sparsecircuits.prune.ablation import circuit_ablation_values
+from sparsecircuits.prune.pipeline import circuit_ablation_values
 from sparsecircuits.tasks import make_batch, p_correct, task_loss
 from sparsecircuits.tasks.loss import TaskBatch, check_fits
 from sparsecircuits.validate.verdict import task_from_info
@@ -168,6 +171,71 @@ def _snippets(model: SparseTransformer, nodes: list[dict[str, Any]], windows: to
         n["snippets"] = snippets
 
 
+def window_tokens(shards: Any, n_windows: int, window: int, seed: int) -> torch.Tensor:
+    """A fixed, seeded [n, window] batch of validation tokens from a corpus folder or TokenShards."""
+    if isinstance(shards, (str, Path)):
+        shards = TokenShards.open(shards)
+    val = np.asarray(shards.val)
+    window = min(window, len(val) - 2)
+    if window < 2:
+        raise InputError(f"token shards {shards.path}: the validation split is too short for snippets; rebuild the corpus")
+    x, _ = sample_batch(val, n_windows, window, np.random.default_rng(seed))
+    return x.long()
+
+
+def _circuit_details(
+    data: dict[str, Any], circuit: Circuit, model: SparseTransformer, batch: TaskBatch,
+    values: Mapping[str, torch.Tensor], hooks: list[str], max_removal_nodes: int,
+) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """The circuit's run on the report pairs (as in pruning and validation: norm scales
+    frozen to the full model's when pruned so): per-node ablation values and single-node
+    removal losses go into `data`; returns p(correct) per row and the circuit's cache."""
+    nodes = data["nodes"]
+    keep = circuit.keep_masks(model)
+    freeze = bool(circuit.pruning.get("freeze_norms"))
+    stats = record_norm_scales(model, lambda: model(batch.tokens)) if freeze else None
+    with intervened(model, keep, values, stats):
+        circ_logits, circ_cache = model.run_with_cache(batch.tokens, names_filter=hooks)
+    base = float(task_loss(circ_logits, batch))
+    data["circuit"]["losses"].setdefault("circuit_report_pairs", base)
+    if len(nodes) > max_removal_nodes:
+        data["notes"].append(f"single-node removal not computed: {len(nodes)} nodes > {max_removal_nodes}")
+    else:
+        losses = removal_losses(model, keep, values, batch, [(n["hook"], n["index"]) for n in nodes], freeze)
+        for node, loss in zip(nodes, losses, strict=True):
+            node["delta_loss"] = loss - base
+    for node in nodes:
+        node["ablation_value"] = float(values[node["hook"]][node["index"]])
+    return p_correct(circ_logits, batch), circ_cache
+
+
+def _node_acts(nodes: list[dict[str, Any]], caches: Mapping[str, Mapping[str, torch.Tensor]],
+               last_pos: torch.Tensor, n: int) -> None:
+    """Each node's activation at the last prompt position of the A and B prompts, per run."""
+    lasts = {name: {h: _last(cache, h, last_pos) for h in cache} for name, cache in caches.items() if cache}
+    for node in nodes:
+        acts = {}
+        for name, last in lasts.items():
+            col = last[node["hook"]][:, node["index"]]
+            acts[name] = {"a": [round(float(v), 5) for v in col[:n]], "b": [round(float(v), 5) for v in col[n:]]}
+        node["acts"] = acts
+
+
+def _examples(pairs: Sequence[Any], p_full: torch.Tensor, p_circ: torch.Tensor | None, token: _Tokens) -> list[dict[str, Any]]:
+    """The tokenized example pairs with p(correct) in the full model (and the circuit)."""
+    n, out = len(p_full) // 2, []
+    for i, pair in enumerate(pairs):
+        probs_a = {"full": float(p_full[i])}
+        probs_b = {"full": float(p_full[n + i])}
+        if p_circ is not None:
+            probs_a["circuit"], probs_b["circuit"] = float(p_circ[i]), float(p_circ[n + i])
+        out.append({
+            "a_tokens": [token(t) for t in pair.prompt_ids], "target": token(pair.target_id), "a_probs": probs_a,
+            "b_tokens": [token(t) for t in pair.alt_prompt_ids], "alt": token(pair.alt_id), "b_probs": probs_b,
+        })
+    return out
+
+
 @torch.inference_mode()
 def add_model_details(
     data: dict[str, Any],
@@ -189,8 +257,6 @@ def add_model_details(
 
     Single-node removal costs about one forward pass of the task batch per node; it is
     skipped (with a note) for circuits of more than `max_removal_nodes` nodes."""
-    from sparsecircuits.report.data import window_tokens
-
     model.eval()
     nodes = data["nodes"]
     token = _Tokens(tokenizer)
@@ -199,54 +265,19 @@ def add_model_details(
         data["task"]["description"] = task.description
     pairs = task.generate(tokenizer, n_pairs, seed=seed, split="test")
     check_fits(model, pairs, task.name)
-    n = len(pairs)
     batch = make_batch(pairs)
     hooks = sorted({node["hook"] for node in nodes})
     full_logits, full_cache = model.run_with_cache(batch.tokens, names_filter=hooks)
-    p_full = p_correct(full_logits, batch)
     try:
         values = circuit_ablation_values(model, circuit, tokenizer, task, data=shards)
     except InputError as exc:
         values = None
         data["notes"].append(f"ablation values, node removal and circuit activations not computed: {exc}")
-    p_circ = None
-    circ_cache: dict[str, torch.Tensor] = {}
+    p_circ, circ_cache = None, {}
     if values is not None:
-        keep = circuit.keep_masks(model)
-        # as in pruning and validation: norm scales frozen to the full model's when pruned so
-        freeze = bool(circuit.pruning.get("freeze_norms"))
-        stats = record_norm_scales(model, lambda: model(batch.tokens)) if freeze else None
-        with intervened(model, keep, values, stats):
-            circ_logits, circ_cache = model.run_with_cache(batch.tokens, names_filter=hooks)
-        base = float(task_loss(circ_logits, batch))
-        p_circ = p_correct(circ_logits, batch)
-        data["circuit"]["losses"].setdefault("circuit_report_pairs", base)
-        if len(nodes) > max_removal_nodes:
-            data["notes"].append(f"single-node removal not computed: {len(nodes)} nodes > {max_removal_nodes}")
-        else:
-            losses = removal_losses(model, keep, values, batch, [(n["hook"], n["index"]) for n in nodes], freeze)
-            for node, loss in zip(nodes, losses, strict=True):
-                node["delta_loss"] = loss - base
-        for node in nodes:
-            node["ablation_value"] = float(values[node["hook"]][node["index"]])
-    full_last = {h: _last(full_cache, h, batch.last_pos) for h in hooks}
-    circ_last = {h: _last(circ_cache, h, batch.last_pos) for h in hooks} if circ_cache else {}
-    for node in nodes:
-        acts = {}
-        for name, last in (("full", full_last), ("circuit", circ_last)):
-            if last:
-                col = last[node["hook"]][:, node["index"]]
-                acts[name] = {"a": [round(float(v), 5) for v in col[:n]], "b": [round(float(v), 5) for v in col[n:]]}
-        node["acts"] = acts
-    for i, pair in enumerate(pairs[:n_examples]):
-        probs_a = {"full": float(p_full[i])}
-        probs_b = {"full": float(p_full[n + i])}
-        if p_circ is not None:
-            probs_a["circuit"], probs_b["circuit"] = float(p_circ[i]), float(p_circ[n + i])
-        data["examples"].append({
-            "a_tokens": [token(t) for t in pair.prompt_ids], "target": token(pair.target_id), "a_probs": probs_a,
-            "b_tokens": [token(t) for t in pair.alt_prompt_ids], "alt": token(pair.alt_id), "b_probs": probs_b,
-        })
+        p_circ, circ_cache = _circuit_details(data, circuit, model, batch, values, hooks, max_removal_nodes)
+    _node_acts(nodes, {"full": full_cache, "circuit": circ_cache}, batch.last_pos, len(pairs))
+    data["examples"] += _examples(pairs[:n_examples], p_correct(full_logits, batch), p_circ, token)
     if shards is not None:
         windows = window_tokens(shards, n_windows, min(window, model.cfg.n_ctx), seed)
         _snippets(model, nodes, windows, token, n_snippets, radius)

@@ -12,7 +12,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from sparsecircuits.circuit import Circuit
+from sparsecircuits.circuits import Circuit
 from sparsecircuits.errors import InputError
 from sparsecircuits.report.data import read_metrics, training_charts
 
@@ -89,11 +89,11 @@ def plot_curve(circuit: str | Path | Circuit, out_dir: str | Path) -> list[Path]
     if not circuit.curve:
         raise InputError("this circuit has no loss-versus-k curve to plot (no 'curve' in circuit.json)")
     chart = {
-        "title": f"task loss vs k: {circuit.task.get('name', 'task')}",
+        "title": f"task loss vs k: {circuit.task.name}",
         "x_label": "k (kept nodes)",
         "y_label": "task loss (nats)",
         "lines": [{"label": "circuit", "points": sorted((p["k"], p["loss"]) for p in circuit.curve)}],
     }
-    refs = [(circuit.target_loss, "target"), (circuit.losses.get("full", math.nan), "full model"), (math.log(2), "chance")]
+    refs = [(circuit.target_loss, "target"), (circuit.losses.full if circuit.losses.full is not None else math.nan, "full model"), (math.log(2), "chance")]
     ks = [p["k"] for p in circuit.curve]
     return _line_plot(chart, Path(out_dir), "loss_vs_k", refs, logx=min(ks) > 0 and max(ks) / min(ks) > 50)

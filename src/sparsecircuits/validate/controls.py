@@ -18,7 +18,7 @@ import torch
 from tokenizers import Tokenizer
 from tqdm.auto import tqdm
 
-from sparsecircuits.circuit import Circuit
+from sparsecircuits.circuits import Circuit
 from sparsecircuits.errors import InputError
 from sparsecircuits.model import SparseTransformer
 from sparsecircuits.model.interventions import intervened, record_norm_scales
@@ -173,11 +173,11 @@ def _summary(model: SparseTransformer, circuit: Circuit, reference_nodes: int) -
     """Size and losses of a control circuit, and its size relative to the circuit's."""
     size = len(_node_set(model, circuit))
     return {
-        "reached_target": bool(circuit.target_met and circuit.losses["circuit"] <= circuit.target_loss),
+        "reached_target": bool(circuit.target_met and circuit.losses.circuit <= circuit.target_loss),
         "n_nodes": size,
         "n_edges": circuit.n_edges,
         "size_ratio": size / reference_nodes if reference_nodes else None,
-        "losses": dict(circuit.losses),
+        "losses": circuit.losses.to_dict(),
     }
 
 
@@ -284,7 +284,7 @@ def control_seed_variance(
     sets = [_node_set(model, c) for c in circuits]
     matrix = [[jaccard(a, b) for b in sets] for a in sets]
     off = [matrix[i][j] for i in range(n_seeds) for j in range(n_seeds) if i != j]
-    losses = [c.losses.get("circuit") for c in circuits]  # None for a hand-made circuit
+    losses = [c.losses.circuit for c in circuits]  # None for a hand-made circuit
     return {
         "seeds": seeds,
         "n_nodes": [len(s) for s in sets],

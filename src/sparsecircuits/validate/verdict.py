@@ -23,12 +23,12 @@ from tqdm.auto import tqdm
 from sparsecircuits import __version__
 from sparsecircuits.atomic import atomic_write_text
 from sparsecircuits.checkpoint import Checkpoint, stage_inputs
-from sparsecircuits.circuit import Circuit
+from sparsecircuits.circuits import Circuit, TaskRecord
 from sparsecircuits.errors import InputError
 from sparsecircuits.model import SparseTransformer
 from sparsecircuits.prune import PruneConfig
-from sparsecircuits.prune.ablation import circuit_ablation_values
-from sparsecircuits.tasks import Task, get_task, load_task_file, make_batch
+from sparsecircuits.prune.pipeline import circuit_ablation_values
+from sparsecircuits.tasks import Task, TaskBatch, get_task, load_task_file, make_batch
 from sparsecircuits.tasks.loss import check_fits
 from sparsecircuits.validate.controls import (
     CONTROLS,
@@ -90,101 +90,124 @@ def _comparable_control(name: str, result: Mapping[str, Any], t: Thresholds) -> 
     )
 
 
-def verdict(
+def _sufficiency_check(metrics: Metrics, target_loss: float, t: Thresholds) -> dict[str, Any]:
+    """Does the circuit alone reach the target loss (plus margin) on held-out pairs?"""
+    return _check(
+        "sufficiency",
+        metrics.circuit <= target_loss + t.sufficiency_margin,
+        metrics.circuit,
+        target_loss + t.sufficiency_margin,
+        f"the circuit alone has loss {metrics.circuit:.3f} on held-out pairs, within the "
+        f"target {target_loss} + margin {t.sufficiency_margin}",
+        f"the circuit alone has loss {metrics.circuit:.3f} on held-out pairs, above the "
+        f"target {target_loss} + margin {t.sufficiency_margin}",
+    )
+
+
+def _necessity_check(necessity: float, t: Thresholds) -> dict[str, Any]:
+    """Does ablating only the circuit move the loss far enough towards chance?"""
+    return _check(
+        "necessity",
+        necessity >= t.necessity_min,
+        necessity,
+        t.necessity_min,
+        f"ablating only the circuit moves the loss {necessity:.0%} of the way to "
+        f"chance (at least {t.necessity_min:.0%} required)",
+        f"ablating only the circuit moves the loss {necessity:.0%} of the way to "
+        "chance: other nodes can also do the task",
+    )
+
+
+def _not_better_than_full_check(metrics: Metrics, t: Thresholds) -> dict[str, Any]:
+    """Is the circuit's loss not clearly below the full model's? (If it is, the ablation
+    values are likely supplying the answer.)"""
+    below_full = metrics.full - metrics.circuit
+    return _check(
+        "not_better_than_full",
+        below_full <= t.below_full_max,
+        below_full,
+        t.below_full_max,
+        f"the circuit's loss {metrics.circuit:.3f} does not undercut the full model's "
+        f"{metrics.full:.3f} by more than {t.below_full_max}",
+        f"the circuit's loss {metrics.circuit:.3f} is {below_full:.3f} below the full model's "
+        f"{metrics.full:.3f}: the ablation values may be supplying the answer (compare zero "
+        "ablation and frozen norms)",
+    )
+
+
+def _random_circuits_check(result: Mapping[str, Any], t: Thresholds) -> dict[str, Any]:
+    """Do few enough random circuits of the same size reach the target loss?"""
+    fraction = result["fraction_reaching_target"]
+    return _check(
+        "random_circuits",
+        fraction <= t.random_circuits_max_fraction,
+        fraction,
+        t.random_circuits_max_fraction,
+        f"{fraction:.0%} of random circuits of the same size reach "
+        f"the target loss (at most {t.random_circuits_max_fraction:.0%} allowed)",
+        f"{fraction:.0%} of random circuits of the same size reach the target loss",
+    )
+
+
+def _seeds_check(result: Mapping[str, Any], t: Thresholds) -> dict[str, Any]:
+    """Does pruning with other seeds find similar nodes?"""
+    jaccard = result["mean_jaccard"]
+    return _check(
+        "seeds",
+        jaccard >= t.seed_jaccard_min,
+        jaccard,
+        t.seed_jaccard_min,
+        f"pruning with other seeds finds similar nodes (mean Jaccard {jaccard:.2f})",
+        f"pruning with other seeds finds different nodes (mean Jaccard {jaccard:.2f})",
+    )
+
+
+def _activation_agreement_check(result: Mapping[str, Any], t: Thresholds) -> dict[str, Any]:
+    """Do the circuit's nodes behave as they do in the full model?"""
+    mean = result["mean"]
+    below = f"{result['fraction_below']:.0%} of nodes below {result['node_min']}"
+    return _check(
+        "activation_agreement",
+        mean >= t.activation_agreement_min,
+        mean,
+        t.activation_agreement_min,
+        f"circuit nodes behave as in the full model (mean correlation {mean:.2f}; {below})",
+        f"circuit nodes behave differently than in the full model (mean correlation "
+        f"{mean:.2f}; {below})",
+    )
+
+
+def _checks(
     metrics: Metrics,
     controls: Mapping[str, Mapping[str, Any]],
     target_loss: float,
-    thresholds: Thresholds | None = None,
-) -> dict[str, Any]:
-    """Status ok | suspect | insufficient, the failed checks' reasons, notes and every check."""
-    t = thresholds or Thresholds()
-    checks = [
-        _check(
-            "sufficiency",
-            metrics.circuit <= target_loss + t.sufficiency_margin,
-            metrics.circuit,
-            target_loss + t.sufficiency_margin,
-            f"the circuit alone has loss {metrics.circuit:.3f} on held-out pairs, within the "
-            f"target {target_loss} + margin {t.sufficiency_margin}",
-            f"the circuit alone has loss {metrics.circuit:.3f} on held-out pairs, above the "
-            f"target {target_loss} + margin {t.sufficiency_margin}",
-        )
-    ]
+    t: Thresholds,
+) -> list[dict[str, Any]]:
+    """Every check that can be assessed, sufficiency first (the status depends on it)."""
+    checks = [_sufficiency_check(metrics, target_loss, t)]
     if metrics.necessity is not None:
-        checks.append(
-            _check(
-                "necessity",
-                metrics.necessity >= t.necessity_min,
-                metrics.necessity,
-                t.necessity_min,
-                f"ablating only the circuit moves the loss {metrics.necessity:.0%} of the way to "
-                f"chance (at least {t.necessity_min:.0%} required)",
-                f"ablating only the circuit moves the loss {metrics.necessity:.0%} of the way to "
-                "chance: other nodes can also do the task",
-            )
-        )
-    below_full = metrics.full - metrics.circuit
-    checks.append(
-        _check(
-            "not_better_than_full",
-            below_full <= t.below_full_max,
-            below_full,
-            t.below_full_max,
-            f"the circuit's loss {metrics.circuit:.3f} does not undercut the full model's "
-            f"{metrics.full:.3f} by more than {t.below_full_max}",
-            f"the circuit's loss {metrics.circuit:.3f} is {below_full:.3f} below the full model's "
-            f"{metrics.full:.3f}: the ablation values may be supplying the answer (compare zero "
-            "ablation and frozen norms)",
-        )
-    )
-    notes: list[str] = []
-    if metrics.necessity is None:
-        notes.append("necessity not assessed: the full model itself is at chance on the task")
+        checks.append(_necessity_check(metrics.necessity, t))
+    checks.append(_not_better_than_full_check(metrics, t))
     if "random_circuits" in controls:
-        r = controls["random_circuits"]
-        checks.append(
-            _check(
-                "random_circuits",
-                r["fraction_reaching_target"] <= t.random_circuits_max_fraction,
-                r["fraction_reaching_target"],
-                t.random_circuits_max_fraction,
-                f"{r['fraction_reaching_target']:.0%} of random circuits of the same size reach "
-                f"the target loss (at most {t.random_circuits_max_fraction:.0%} allowed)",
-                f"{r['fraction_reaching_target']:.0%} of random circuits of the same size reach "
-                "the target loss",
-            )
-        )
+        checks.append(_random_circuits_check(controls["random_circuits"], t))
     for name in ("random_init", "nonsense_task"):
         if name in controls:
             checks.append(_comparable_control(name, controls[name], t))
     if "seeds" in controls:
-        s = controls["seeds"]
-        checks.append(
-            _check(
-                "seeds",
-                s["mean_jaccard"] >= t.seed_jaccard_min,
-                s["mean_jaccard"],
-                t.seed_jaccard_min,
-                f"pruning with other seeds finds similar nodes (mean Jaccard {s['mean_jaccard']:.2f})",
-                f"pruning with other seeds finds different nodes (mean Jaccard {s['mean_jaccard']:.2f})",
-            )
-        )
+        checks.append(_seeds_check(controls["seeds"], t))
+    if "activation_agreement" in controls and controls["activation_agreement"]["mean"] is not None:
+        checks.append(_activation_agreement_check(controls["activation_agreement"], t))
+    return checks
+
+
+def _notes(metrics: Metrics, controls: Mapping[str, Mapping[str, Any]]) -> list[str]:
+    """Findings that are not pass/fail: checks that could not be assessed, and what the
+    frozen_norms / zero_ablation controls found under the other setting."""
+    notes: list[str] = []
+    if metrics.necessity is None:
+        notes.append("necessity not assessed: the full model itself is at chance on the task")
     if "activation_agreement" in controls and controls["activation_agreement"]["mean"] is None:
         notes.append("activation agreement not assessed: the circuit has no nodes")
-    elif "activation_agreement" in controls:
-        a = controls["activation_agreement"]
-        checks.append(
-            _check(
-                "activation_agreement",
-                a["mean"] >= t.activation_agreement_min,
-                a["mean"],
-                t.activation_agreement_min,
-                f"circuit nodes behave as in the full model (mean correlation {a['mean']:.2f}; "
-                f"{a['fraction_below']:.0%} of nodes below {a['node_min']})",
-                f"circuit nodes behave differently than in the full model (mean correlation "
-                f"{a['mean']:.2f}; {a['fraction_below']:.0%} of nodes below {a['node_min']})",
-            )
-        )
     for name, key in (("frozen_norms", "circuit_loss_other_mode"), ("zero_ablation", "circuit_loss_other_ablation")):
         if name in controls:
             c = controls[name]
@@ -196,6 +219,18 @@ def verdict(
                 + ("reaching" if c["reached_target"] else "not reaching")
                 + " the target"
             )
+    return notes
+
+
+def verdict(
+    metrics: Metrics,
+    controls: Mapping[str, Mapping[str, Any]],
+    target_loss: float,
+    thresholds: Thresholds | None = None,
+) -> dict[str, Any]:
+    """Status ok | suspect | insufficient, the failed checks' reasons, notes and every check."""
+    t = thresholds or Thresholds()
+    checks = _checks(metrics, controls, target_loss, t)
     failed = [c for c in checks if not c["passed"]]
     if not checks[0]["passed"]:
         status = "insufficient"
@@ -207,7 +242,7 @@ def verdict(
     return {
         "status": status,
         "reasons": [c["reason"] for c in failed],
-        "notes": notes,
+        "notes": _notes(metrics, controls),
         "checks": checks,
         "controls_not_run": not_run,
         "thresholds": t.to_dict(),
@@ -276,9 +311,11 @@ class ValidationReport:
         return "\n".join(lines)
 
 
-def task_from_info(info: Mapping[str, Any]) -> Task:
+def task_from_info(info: TaskRecord | Mapping[str, Any]) -> Task:
     """Rebuild a circuit's task from its `task` record: a registered name, a JSONL file, or
     the nonsense version of either."""
+    if isinstance(info, TaskRecord):
+        info = info.to_dict()
     name, source = info.get("name"), info.get("source", "builtin")
     params = info.get("params", info.get("parameters")) or {}
     if source == NONSENSE_SOURCE:
@@ -301,13 +338,69 @@ def task_from_info(info: Mapping[str, Any]) -> Task:
 def prune_config_of(circuit: Circuit, steps: int | None = None) -> PruneConfig:
     """The circuit's pruning settings as a PruneConfig (unknown keys ignored), `steps` overridden."""
     known = {f.name for f in fields(PruneConfig)}
-    settings = {k: v for k, v in circuit.pruning.items() if k in known}
+    settings = {k: v for k, v in circuit.pruning.settings.items() if k in known}
     settings.setdefault("ablation", circuit.ablation)
     settings.setdefault("target_loss", circuit.target_loss)
     settings.setdefault("seed", circuit.seed)
     if steps is not None:
         settings["steps"] = steps
     return PruneConfig.from_dict(settings)
+
+
+def _load_circuit(circuit: Circuit | str | Path) -> tuple[Circuit, Path | None]:
+    """The circuit (loaded when given its folder) and its folder, None when given in memory;
+    the folder is where validation.json goes."""
+    if isinstance(circuit, Circuit):
+        return circuit, None
+    circuit_dir = Path(circuit)
+    return Circuit.load(circuit_dir), circuit_dir
+
+
+def _held_out_batch(
+    model: SparseTransformer, tokenizer: Tokenizer, task: Task, n_pairs: int
+) -> tuple[TaskBatch, int]:
+    """The validation pairs as a batch, and their number: `n_pairs` test-split pairs drawn
+    with VALIDATION_SEED (apart from pruning's own draw), checked to fit the model's context."""
+    pairs = task.generate(tokenizer, n_pairs, seed=VALIDATION_SEED, split="test")
+    check_fits(model, pairs, task.name)
+    return make_batch(pairs), len(pairs)
+
+
+def _report(
+    ctx: ControlContext,
+    circuit_dir: Path | None,
+    names: list[str],
+    n_pairs: int,
+    metrics: Metrics,
+    results: dict[str, dict[str, Any]],
+    thresholds: Thresholds | None,
+) -> ValidationReport:
+    """The report: what was validated, with which settings, the results and the verdict."""
+    circuit = ctx.circuit
+    return ValidationReport(
+        circuit={
+            "path": str(circuit_dir) if circuit_dir else None,
+            "model": dict(circuit.model),
+            "task": ctx.task.name,
+            "ablation": circuit.ablation,
+            "target_loss": circuit.target_loss,
+            "n_nodes": ctx.n_nodes,
+            "n_edges": circuit.n_edges,
+        },
+        settings={
+            "controls": names,
+            "n_pairs": n_pairs,
+            "split": "test",
+            "pairs_seed": VALIDATION_SEED,
+            "prune_steps": ctx.config.steps,
+            "n_random": ctx.n_random,
+            "n_seeds": ctx.n_seeds,
+            "seed": ctx.seed,
+        },
+        metrics=metrics,
+        controls=results,
+        verdict=verdict(metrics, results, circuit.target_loss, thresholds),
+    )
 
 
 def validate(
@@ -337,17 +430,12 @@ def validate(
     """
     given = stage_inputs(model, tokenizer, data, cache_dir)
     model, tokenizer, data, cache_dir = given.model, given.tokenizer, given.data, given.cache_dir
-    circuit_dir = None
-    if not isinstance(circuit, Circuit):
-        circuit_dir = Path(circuit)
-        circuit = Circuit.load(circuit_dir)
+    circuit, circuit_dir = _load_circuit(circuit)
     circuit.check_against(model)
     names = parse_controls(controls)
     config = prune_config_of(circuit, steps)
     task = task if task is not None else task_from_info(circuit.task)
-    pairs = task.generate(tokenizer, n_pairs or config.n_eval_pairs, seed=VALIDATION_SEED, split="test")
-    check_fits(model, pairs, task.name)
-    batch = make_batch(pairs)
+    batch, n_held_out = _held_out_batch(model, tokenizer, task, n_pairs or config.n_eval_pairs)
     model.eval()
     values = circuit_ablation_values(model, circuit, tokenizer, task, data=data, cache_dir=cache_dir)
     with torch.no_grad():
@@ -370,30 +458,7 @@ def validate(
     results: dict[str, dict[str, Any]] = {}
     for name in tqdm(names, desc="controls", unit="control", disable=not progress):
         results[name] = CONTROLS[name].run(ctx)
-    report = ValidationReport(
-        circuit={
-            "path": str(circuit_dir) if circuit_dir else None,
-            "model": dict(circuit.model),
-            "task": task.name,
-            "ablation": circuit.ablation,
-            "target_loss": circuit.target_loss,
-            "n_nodes": ctx.n_nodes,
-            "n_edges": circuit.n_edges,
-        },
-        settings={
-            "controls": names,
-            "n_pairs": len(pairs),
-            "split": "test",
-            "pairs_seed": VALIDATION_SEED,
-            "prune_steps": config.steps,
-            "n_random": n_random,
-            "n_seeds": n_seeds,
-            "seed": seed,
-        },
-        metrics=metrics,
-        controls=results,
-        verdict=verdict(metrics, results, circuit.target_loss, thresholds),
-    )
+    report = _report(ctx, circuit_dir, names, n_held_out, metrics, results, thresholds)
     if circuit_dir is not None and write:
         report.save(circuit_dir)
     return report
