@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 from dataclasses import replace
 
@@ -243,34 +244,32 @@ def _pruned(reached, ratio):
 
 
 def test_verdict_status_and_reasons():
-    assert verdict(_metrics(), {}, 0.15)["status"] == "ok"
+    assert verdict(_metrics(), {}, 0.15).status == "ok"
     v = verdict(_metrics(circuit=0.4), {}, 0.15)
-    assert v["status"] == "insufficient" and "above the target" in v["reasons"][0]
+    assert v.status == "insufficient" and "above the target" in v.reasons[0]
     v = verdict(_metrics(), {"nonsense_task": _pruned(True, 1.5)}, 0.15)
-    assert v["status"] == "suspect" and "nonsense task" in v["reasons"][0]
-    assert verdict(_metrics(), {"nonsense_task": _pruned(True, 3.0)}, 0.15)["status"] == "ok"
-    assert verdict(_metrics(), {"random_init": _pruned(False, 0.5)}, 0.15)["status"] == "ok"
+    assert v.status == "suspect" and "nonsense task" in v.reasons[0]
+    assert verdict(_metrics(), {"nonsense_task": _pruned(True, 3.0)}, 0.15).status == "ok"
+    assert verdict(_metrics(), {"random_init": _pruned(False, 0.5)}, 0.15).status == "ok"
     v = verdict(_metrics(), {"random_init": _pruned(True, 2.0)}, 0.15)
-    assert v["status"] == "suspect" and "randomly initialized" in v["reasons"][0]
+    assert v.status == "suspect" and "randomly initialized" in v.reasons[0]
     seeds = {"mean_jaccard": 0.4}
-    assert verdict(_metrics(), {"seeds": seeds}, 0.15)["status"] == "suspect"
+    assert verdict(_metrics(), {"seeds": seeds}, 0.15).status == "suspect"
     agree = {"mean": 0.6, "fraction_below": 0.3, "node_min": 0.5}
-    assert verdict(_metrics(), {"activation_agreement": agree}, 0.15)["status"] == "suspect"
-    assert verdict(_metrics(necessity=0.2), {}, 0.15)["status"] == "suspect"
+    assert verdict(_metrics(), {"activation_agreement": agree}, 0.15).status == "suspect"
+    assert verdict(_metrics(necessity=0.2), {}, 0.15).status == "suspect"
     rand = {"fraction_reaching_target": 0.1}
-    assert verdict(_metrics(), {"random_circuits": rand}, 0.15)["status"] == "suspect"
+    assert verdict(_metrics(), {"random_circuits": rand}, 0.15).status == "suspect"
     # a circuit far better than its own model is suspect; a little better is not
     v = verdict(replace(_metrics(), full=0.3), {}, 0.15)
-    assert v["status"] == "suspect" and "below the full model's 0.300" in v["reasons"][0]
-    assert verdict(_metrics(circuit=0.05), {}, 0.15)["status"] == "ok"
-    assert verdict(replace(_metrics(), full=0.09), {}, 0.15)["status"] == "ok"
+    assert v.status == "suspect" and "below the full model's 0.300" in v.reasons[0]
+    assert verdict(_metrics(circuit=0.05), {}, 0.15).status == "ok"
+    assert verdict(replace(_metrics(), full=0.09), {}, 0.15).status == "ok"
     # thresholds are parameters
-    assert verdict(_metrics(), {"random_circuits": rand}, 0.15, Thresholds(random_circuits_max_fraction=0.2))[
-        "status"
-    ] == "ok"
+    assert verdict(_metrics(), {"random_circuits": rand}, 0.15, Thresholds(random_circuits_max_fraction=0.2)).status == "ok"
     v = verdict(_metrics(), {}, 0.15)
-    assert set(v["controls_not_run"]) == set(CONTROLS)
-    assert v["thresholds"]["control_size_ratio"] == 2.0
+    assert set(v.controls_not_run) == set(CONTROLS)
+    assert v.thresholds["control_size_ratio"] == 2.0
 
 
 def test_check_reasons_read_as_their_outcome():
@@ -281,7 +280,7 @@ def test_check_reasons_read_as_their_outcome():
         "random_circuits": {"fraction_reaching_target": 0.0},
         "activation_agreement": {"mean": 0.9, "fraction_below": 0.0, "node_min": 0.5},
     }
-    passed = {c["name"]: c["reason"] for c in verdict(_metrics(), controls, 0.15)["checks"]}
+    passed = {c.name: c.reason for c in verdict(_metrics(), controls, 0.15).checks}
     assert set(passed) == {"sufficiency", "necessity", "not_better_than_full", *controls}
     assert "does not undercut the full model's 0.010" in passed["not_better_than_full"]
     assert "within the target" in passed["sufficiency"]
@@ -289,8 +288,8 @@ def test_check_reasons_read_as_their_outcome():
     assert passed["nonsense_task"] == "pruning a nonsense task does not reach the target loss (5 nodes, 0.50x the circuit)"
     assert "similar nodes" in passed["seeds"] and "as in the full model" in passed["activation_agreement"]
     assert not any("also reaches" in r or "above the target" in r for r in passed.values())
-    failed = verdict(_metrics(circuit=0.4), {"random_init": _pruned(True, 1.0)}, 0.15)["checks"]
-    assert "above the target" in failed[0]["reason"] and "also reaches" in failed[-1]["reason"]
+    failed = verdict(_metrics(circuit=0.4), {"random_init": _pruned(True, 1.0)}, 0.15).checks
+    assert "above the target" in failed[0].reason and "also reaches" in failed[-1].reason
 
 
 def test_parse_controls():
@@ -305,3 +304,22 @@ def test_parse_controls():
 def test_jaccard():
     assert jaccard({1, 2, 3}, {2, 3, 4}) == 0.5
     assert jaccard(set(), set()) == 1.0
+
+
+def test_validation_json_round_trips_through_the_typed_report(tmp_path):
+    """validation.json reads back into the typed report (Verdict of Checks) and writes the
+    same JSON again."""
+    from sparsecircuits.validate.records import Verdict
+    from sparsecircuits.validate.verdict import VALIDATION_FILE, ValidationReport
+
+    v = verdict(_metrics(circuit=0.4), {"random_init": _pruned(True, 1.0)}, 0.15)
+    assert isinstance(v, Verdict) and v.check("sufficiency").passed is False
+    report = ValidationReport(circuit={"path": None, "task": "t", "n_nodes": 3, "n_edges": 2}, settings={"seed": 0},
+                              metrics=_metrics(), controls={"random_init": _pruned(True, 1.0)}, verdict=v)
+    report.save(tmp_path)
+    text = (tmp_path / VALIDATION_FILE).read_text()
+    loaded = ValidationReport.load(tmp_path)
+    assert loaded.verdict == v and loaded.metrics == report.metrics
+    assert json.dumps(loaded.to_dict(), indent=1) + "\n" == text
+    with pytest.raises(InputError, match="missing"):
+        ValidationReport.load(tmp_path / "nowhere")

@@ -52,8 +52,8 @@ def test_planted_circuit_passes_core_controls(planted_dir):
     model = planted_model()
     report = validate(planted_dir / "circuit", model, None, "core", progress=False)
     v = report.verdict
-    assert v["status"] == "ok", v["reasons"]
-    assert {c["name"] for c in v["checks"]} == {
+    assert v.status == "ok", v.reasons
+    assert {c.name for c in v.checks} == {
         "sufficiency", "necessity", "not_better_than_full", "random_circuits", "random_init", "nonsense_task",
         "activation_agreement",
     }
@@ -73,10 +73,10 @@ def test_random_nodes_fail_sufficiency():
     nodes["attn_v"] = [3]  # never the planted value channel 0
     circuit = circuit_from_nodes(model, nodes, _marker_task(), FAST)
     report = validate(circuit, model, None, "random_circuits", progress=False)
-    assert report.verdict["status"] == "insufficient"
+    assert report.verdict.status == "insufficient"
     assert report.metrics.circuit > 0.5
-    first = report.verdict["checks"][0]
-    assert (first["name"], first["passed"]) == ("sufficiency", False)
+    first = report.verdict.checks[0]
+    assert (first.name, first.passed) == ("sufficiency", False)
 
 
 @pytest.mark.slow
@@ -86,8 +86,8 @@ def test_random_init_model_on_nonsense_task_is_flagged():
     circuit = prune(model, task, None, FAST, progress=False).circuit
     report = validate(circuit, model, None, "random_circuits,activation_agreement", task=task, progress=False)
     # no circuit of a random model can compute a hash of the prompt: flagged as insufficient
-    assert report.verdict["status"] == "insufficient"
-    assert "above the target" in report.verdict["reasons"][0]
+    assert report.verdict.status == "insufficient"
+    assert "above the target" in report.verdict.reasons[0]
     assert report.metrics.circuit > 0.5
 
 
@@ -108,8 +108,8 @@ def test_all_controls_on_planted(planted_dir, tmp_path):
     assert report.controls["frozen_norms"]["freeze_norms"] is True
     # the planted circuit does not depend on norm rescaling
     assert report.controls["frozen_norms"]["circuit_loss_other_mode"] < 0.15
-    assert len(report.verdict["notes"]) == 2
-    assert report.verdict["controls_not_run"] == []
+    assert len(report.verdict.notes) == 2
+    assert report.verdict.controls_not_run == []
 
 
 def test_random_init_model_matches_sparsity():

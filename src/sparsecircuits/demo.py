@@ -243,8 +243,8 @@ def circuit_for(model: DemoModel, task: Task, folder: Path, reports: Path, cfg: 
         "n_edges": circuit.n_edges,
         "target_met": circuit.target_met,
         "losses": circuit.losses.to_dict(),
-        "verdict": report.verdict["status"],
-        "reasons": list(report.verdict["reasons"]),
+        "verdict": report.verdict.status,
+        "reasons": list(report.verdict.reasons),
         "seconds": seconds,
         "index_entry": index_entry(data, f"reports/{page.name}", f"{task.name} ({model.kind})"),
     }

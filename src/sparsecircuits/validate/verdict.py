@@ -39,6 +39,7 @@ from sparsecircuits.validate.controls import (
 )
 from sparsecircuits.validate.metrics import Metrics, compute_metrics
 from sparsecircuits.validate.nonsense import NONSENSE_SOURCE, nonsense_task
+from sparsecircuits.validate.records import Check, Verdict
 
 VALIDATION_FORMAT = "sparsecircuits.validation/1"
 VALIDATION_FILE = "validation.json"
@@ -63,15 +64,12 @@ class Thresholds:
         return asdict(self)
 
 
-def _check(
-    name: str, passed: bool, value: Any, threshold: Any, if_passed: str, if_failed: str
-) -> dict[str, Any]:
-    """One check; its "reason" states the finding in the wording of its outcome."""
-    reason = if_passed if passed else if_failed
-    return {"name": name, "passed": bool(passed), "value": value, "threshold": threshold, "reason": reason}
+def _check(name: str, passed: bool, value: Any, threshold: Any, if_passed: str, if_failed: str) -> Check:
+    """One check; its reason states the finding in the wording of its outcome."""
+    return Check(name, bool(passed), value, threshold, if_passed if passed else if_failed)
 
 
-def _comparable_control(name: str, result: Mapping[str, Any], t: Thresholds) -> dict[str, Any]:
+def _comparable_control(name: str, result: Mapping[str, Any], t: Thresholds) -> Check:
     ratio = result.get("size_ratio")
     hit = bool(result["reached_target"]) and ratio is not None and ratio <= t.control_size_ratio
     what = {"random_init": "a randomly initialized model", "nonsense_task": "a nonsense task"}[name]
@@ -90,7 +88,7 @@ def _comparable_control(name: str, result: Mapping[str, Any], t: Thresholds) -> 
     )
 
 
-def _sufficiency_check(metrics: Metrics, target_loss: float, t: Thresholds) -> dict[str, Any]:
+def _sufficiency_check(metrics: Metrics, target_loss: float, t: Thresholds) -> Check:
     """Does the circuit alone reach the target loss (plus margin) on held-out pairs?"""
     return _check(
         "sufficiency",
@@ -104,7 +102,7 @@ def _sufficiency_check(metrics: Metrics, target_loss: float, t: Thresholds) -> d
     )
 
 
-def _necessity_check(necessity: float, t: Thresholds) -> dict[str, Any]:
+def _necessity_check(necessity: float, t: Thresholds) -> Check:
     """Does ablating only the circuit move the loss far enough towards chance?"""
     return _check(
         "necessity",
@@ -118,7 +116,7 @@ def _necessity_check(necessity: float, t: Thresholds) -> dict[str, Any]:
     )
 
 
-def _not_better_than_full_check(metrics: Metrics, t: Thresholds) -> dict[str, Any]:
+def _not_better_than_full_check(metrics: Metrics, t: Thresholds) -> Check:
     """Is the circuit's loss not clearly below the full model's? (If it is, the ablation
     values are likely supplying the answer.)"""
     below_full = metrics.full - metrics.circuit
@@ -135,7 +133,7 @@ def _not_better_than_full_check(metrics: Metrics, t: Thresholds) -> dict[str, An
     )
 
 
-def _random_circuits_check(result: Mapping[str, Any], t: Thresholds) -> dict[str, Any]:
+def _random_circuits_check(result: Mapping[str, Any], t: Thresholds) -> Check:
     """Do few enough random circuits of the same size reach the target loss?"""
     fraction = result["fraction_reaching_target"]
     return _check(
@@ -149,7 +147,7 @@ def _random_circuits_check(result: Mapping[str, Any], t: Thresholds) -> dict[str
     )
 
 
-def _seeds_check(result: Mapping[str, Any], t: Thresholds) -> dict[str, Any]:
+def _seeds_check(result: Mapping[str, Any], t: Thresholds) -> Check:
     """Does pruning with other seeds find similar nodes?"""
     jaccard = result["mean_jaccard"]
     return _check(
@@ -162,7 +160,7 @@ def _seeds_check(result: Mapping[str, Any], t: Thresholds) -> dict[str, Any]:
     )
 
 
-def _activation_agreement_check(result: Mapping[str, Any], t: Thresholds) -> dict[str, Any]:
+def _activation_agreement_check(result: Mapping[str, Any], t: Thresholds) -> Check:
     """Do the circuit's nodes behave as they do in the full model?"""
     mean = result["mean"]
     below = f"{result['fraction_below']:.0%} of nodes below {result['node_min']}"
@@ -182,7 +180,7 @@ def _checks(
     controls: Mapping[str, Mapping[str, Any]],
     target_loss: float,
     t: Thresholds,
-) -> list[dict[str, Any]]:
+) -> list[Check]:
     """Every check that can be assessed, sufficiency first (the status depends on it)."""
     checks = [_sufficiency_check(metrics, target_loss, t)]
     if metrics.necessity is not None:
@@ -227,26 +225,19 @@ def verdict(
     controls: Mapping[str, Mapping[str, Any]],
     target_loss: float,
     thresholds: Thresholds | None = None,
-) -> dict[str, Any]:
+) -> Verdict:
     """Status ok | suspect | insufficient, the failed checks' reasons, notes and every check."""
     t = thresholds or Thresholds()
     checks = _checks(metrics, controls, target_loss, t)
-    failed = [c for c in checks if not c["passed"]]
-    if not checks[0]["passed"]:
+    failed = [c for c in checks if not c.passed]
+    if not checks[0].passed:
         status = "insufficient"
     elif failed:
         status = "suspect"
     else:
         status = "ok"
     not_run = [n for n in CONTROLS if n not in controls]
-    return {
-        "status": status,
-        "reasons": [c["reason"] for c in failed],
-        "notes": _notes(metrics, controls),
-        "checks": checks,
-        "controls_not_run": not_run,
-        "thresholds": t.to_dict(),
-    }
+    return Verdict(status, [c.reason for c in failed], _notes(metrics, controls), checks, not_run, t.to_dict())
 
 
 @dataclass
@@ -257,7 +248,7 @@ class ValidationReport:
     settings: dict[str, Any]
     metrics: Metrics
     controls: dict[str, dict[str, Any]]
-    verdict: dict[str, Any]
+    verdict: Verdict
     version: str = __version__
     format: str = VALIDATION_FORMAT
 
@@ -270,8 +261,37 @@ class ValidationReport:
             "settings": self.settings,
             "metrics": self.metrics.to_dict(),
             "controls": self.controls,
-            "verdict": self.verdict,
+            "verdict": self.verdict.to_dict(),
         }
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any], source: str = "validation") -> ValidationReport:
+        """Parse validation.json content (this version's or an earlier one's)."""
+        if d.get("format") != VALIDATION_FORMAT:
+            raise InputError(f"{source}: format is {d.get('format')!r}, expected {VALIDATION_FORMAT!r}")
+        try:
+            return cls(
+                circuit=dict(d["circuit"]),
+                settings=dict(d["settings"]),
+                metrics=Metrics(**d["metrics"]),
+                controls={str(k): dict(v) for k, v in d["controls"].items()},
+                verdict=Verdict.from_dict(d["verdict"]),
+                version=str(d.get("version", "")),
+            )
+        except (KeyError, TypeError, ValueError) as exc:
+            raise InputError(f"{source}: malformed validation record ({exc}); re-run `sparsecircuits validate`") from exc
+
+    @classmethod
+    def load(cls, circuit_dir: str | Path) -> ValidationReport:
+        """Read DIR/validation.json."""
+        path = Path(circuit_dir) / VALIDATION_FILE
+        if not path.is_file():
+            raise InputError(f"{path} is missing; run `sparsecircuits validate --circuit {circuit_dir}`")
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except json.JSONDecodeError as exc:
+            raise InputError(f"{path} is not valid JSON ({exc}); re-run `sparsecircuits validate`") from exc
+        return cls.from_dict(data, source=str(path))
 
     def save(self, circuit_dir: str | Path) -> Path:
         """Write validation.json into the circuit folder (atomically)."""
@@ -298,16 +318,16 @@ class ValidationReport:
             "",
             f"{'check':<22} {'result':<6} {'value':>9} {'threshold':>10}",
         ]
-        for c in self.verdict["checks"]:
+        v = self.verdict
+        for c in v.checks:
             lines.append(
-                f"{c['name']:<22} {'pass' if c['passed'] else 'FAIL':<6} "
-                f"{fmt(c['value']):>9} {fmt(c['threshold']):>10}"
+                f"{c.name:<22} {'pass' if c.passed else 'FAIL':<6} {fmt(c.value):>9} {fmt(c.threshold):>10}"
             )
-        if self.verdict["controls_not_run"]:
-            lines.append("not run: " + ", ".join(self.verdict["controls_not_run"]))
-        lines += ["", f"verdict: {self.verdict['status'].upper()}"]
-        lines += [f"  - {r}" for r in self.verdict["reasons"]]
-        lines += [f"  note: {n}" for n in self.verdict["notes"]]
+        if v.controls_not_run:
+            lines.append("not run: " + ", ".join(v.controls_not_run))
+        lines += ["", f"verdict: {v.status.upper()}"]
+        lines += [f"  - {r}" for r in v.reasons]
+        lines += [f"  note: {n}" for n in v.notes]
         return "\n".join(lines)
 
 
