@@ -105,3 +105,29 @@ def test_cli_model_info(tmp_path, capsys):
     assert info["sparsity"]["totals"]["matrix"]["fraction"] == 1.0
     assert main(["model", "info", str(tmp_path / "missing")]) == 2
     assert "does not exist" in capsys.readouterr().err
+
+
+def test_the_handle_types_the_training_record_and_finds_the_corpus(tmp_path):
+    """training.json as the Trainer writes it (final_val_loss, ...) is read by the typed
+    record, and the model card of a report shows those losses (it read `val_loss` before)."""
+    from sparsecircuits.checkpoint import TrainingRecord
+    from sparsecircuits.report.data import model_card
+
+    training = {"steps": 12, "tokens": 3072, "final_train_loss": 3.5, "final_val_loss": 3.25, "sparse": True,
+                "data_dir": str(tmp_path / "gone")}
+    ckpt = load_checkpoint(save_checkpoint(tiny(), tmp_path / "ck", training=training))
+    record = ckpt.record
+    assert (record.steps, record.tokens, record.final_train_loss, record.final_val_loss, record.sparse) == (
+        12, 3072, 3.5, 3.25, True)
+    assert ckpt.corpus is None  # the training corpus is gone and no corpus-val/ is packed
+    card = model_card(ckpt.model, ckpt.path, ckpt.training)
+    assert (card["val_loss"], card["train_loss"], card["steps"]) == (3.25, 3.5, 12)
+    assert TrainingRecord.from_dict({"val_loss": 1.0}).final_val_loss == 1.0  # older spelling
+    assert TrainingRecord.from_dict(None).steps is None
+
+
+def test_bundled_checkpoints_bring_their_validation_corpus():
+    ckpt = load_checkpoint("bundled:small-sparse")
+    assert ckpt.corpus is not None and ckpt.corpus.name == "corpus-val"
+    assert ckpt.model.tokenizer is ckpt.tokenizer
+    assert ckpt.record.final_val_loss is not None

@@ -224,7 +224,7 @@ class Circuit:
                 raise InputError(f"circuit node(s) {hook}:{bad[0]} do not exist (width {width})")
 
     def keep_masks(self, model: SparseTransformer) -> dict[str, torch.Tensor]:
-        """Bool keep flags for every node-location hook of the model (for `prune.ablate`)."""
+        """Bool keep flags for every node-location hook of the model (for `model.interventions.ablate`)."""
         keep = {}
         for hook in all_node_hooks(model):
             flags = torch.zeros(node_width(model, hook), dtype=torch.bool)

@@ -1,7 +1,8 @@
 """Per-node details of a report that need the model: ablation values, single-node removal,
 activations on task pairs, top-activating snippets and tokenized task examples.
 
-Everything goes through the prune package (`ablation_values`, `ablate`, `frozen_norms` for
+Everything goes through the same pieces as pruning and validation (`circuit_ablation_values`,
+the hook interventions of `model.interventions`, frozen norms for
 circuits pruned with frozen norm scales) and the tasks package, so the numbers are the
 ones pruning and validation see. Single-node removal (`removal_losses`) stacks copies of
 the task rows, one per removed node, and runs only what the removal can change.
