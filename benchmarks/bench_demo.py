@@ -21,7 +21,8 @@ from pathlib import Path
 
 from common import RESULTS_DIR, machine, machine_line, write_results
 
-from sparsecircuits.demo import DemoConfig, bundled_dir, run_demo
+from sparsecircuits.bundled_names import bundled_root
+from sparsecircuits.experiments.demo import DemoConfig, run_demo
 
 TARGET_SECONDS = 600.0
 STRETCH_SECONDS = 300.0
@@ -33,7 +34,7 @@ def _f(x: float | None, digits: int = 3) -> str:
 
 def _bundle_sizes() -> dict[str, float]:
     sizes = {}
-    for folder in sorted(p for p in bundled_dir().iterdir() if p.is_dir()):
+    for folder in sorted(p for p in bundled_root().iterdir() if p.is_dir()):
         sizes[folder.name] = sum(f.stat().st_size for f in folder.rglob("*") if f.is_file()) / 1e6
     return sizes
 

@@ -7,22 +7,22 @@ import json
 import pytest
 from safetensors import safe_open
 
+from sparsecircuits.bundled_names import bundled_root
 from sparsecircuits.checkpoint import COMPACT_LAYOUT, WEIGHTS_FILE, load_checkpoint
 from sparsecircuits.data.shards import TokenShards
-from sparsecircuits.demo import bundled_dir
 from sparsecircuits.model.sparsity import sparsity_report
 
 SIZE_CAP = 25 * 1024 * 1024
 
 
 def test_bundle_is_under_the_size_cap():
-    files = [p for p in bundled_dir().rglob("*") if p.is_file()]
+    files = [p for p in bundled_root().rglob("*") if p.is_file()]
     assert sum(p.stat().st_size for p in files) <= SIZE_CAP
 
 
 @pytest.mark.parametrize("kind", ["small-sparse", "small-dense"])
 def test_bundled_model_loads_and_is_what_it_claims(kind):
-    folder = bundled_dir() / kind
+    folder = bundled_root() / kind
     with safe_open(str(folder / WEIGHTS_FILE), framework="pt") as f:
         assert f.metadata()["layout"] == COMPACT_LAYOUT
     ckpt = load_checkpoint(folder)

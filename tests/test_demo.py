@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-import sparsecircuits.demo as demo
+import sparsecircuits.experiments.demo as demo
 from sparsecircuits.checkpoint import pack_checkpoint
 from sparsecircuits.cli import main
 from sparsecircuits.data.shards import TokenShards
@@ -69,7 +69,7 @@ def fake_bundle(tmp_path_factory, small_corpus_dir):
 @pytest.fixture
 def use_fake_bundle(fake_bundle, monkeypatch, tmp_path):
     """The demo runs on the tiny packed models."""
-    monkeypatch.setattr(demo, "bundled_dir", lambda: fake_bundle)
+    monkeypatch.setattr(demo, "bundled_root", lambda: fake_bundle)
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
     return fake_bundle
 
@@ -80,7 +80,7 @@ def use_bundle(request, monkeypatch, tmp_path):
     if not demo.bundled_available():
         return request.getfixturevalue("use_fake_bundle")
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
-    return demo.bundled_dir()
+    return demo.bundled_root()
 
 
 @pytest.mark.slow
@@ -155,7 +155,7 @@ def test_bad_input_exits_2(use_fake_bundle, tmp_path, capsys, monkeypatch):
     assert main(["demo", "--out", str(busy), "--tasks", TASK]) == 2
     assert "not a demo folder (it holds precious.txt)" in capsys.readouterr().err
     assert (busy / "precious.txt").read_text(encoding="utf-8") == "keep me"
-    monkeypatch.setattr(demo, "bundled_dir", lambda: tmp_path / "empty")
+    monkeypatch.setattr(demo, "bundled_root", lambda: tmp_path / "empty")
     assert main(["demo", "--out", str(tmp_path / "d")]) == 2
     assert "--from-scratch" in capsys.readouterr().err
 

@@ -26,7 +26,6 @@ import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import asdict, dataclass, field, replace
-from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +34,7 @@ from tqdm.auto import tqdm
 
 from sparsecircuits import __version__
 from sparsecircuits.atomic import atomic_write_text
+from sparsecircuits.bundled_names import bundled_root
 from sparsecircuits.checkpoint import VAL_CORPUS_DIR, Checkpoint, load_checkpoint
 from sparsecircuits.errors import InputError
 from sparsecircuits.model.sparsity import sparsity_report
@@ -124,14 +124,9 @@ class DemoResult:
     notes: list[str] = field(default_factory=list)
 
 
-def bundled_dir() -> Path:
-    """The folder of the bundled models (package data)."""
-    return Path(str(resources.files("sparsecircuits") / "bundled"))
-
-
 def bundled_available() -> bool:
     """Whether both bundled checkpoints are installed."""
-    return all((bundled_dir() / name / "model.safetensors").is_file() for name in (SPARSE_MODEL, DENSE_MODEL))
+    return all((bundled_root() / name / "model.safetensors").is_file() for name in (SPARSE_MODEL, DENSE_MODEL))
 
 
 def _load(kind: str, path: Path, data: Path) -> DemoModel:
@@ -145,11 +140,11 @@ def bundled_models(dense: bool = True) -> list[DemoModel]:
     """The bundled sparse model (and its dense baseline), each with its validation corpus."""
     if not bundled_available():
         raise InputError(
-            f"the bundled models are not installed ({bundled_dir()} lacks them); reinstall "
+            f"the bundled models are not installed ({bundled_root()} lacks them); reinstall "
             "sparsecircuits from a full checkout, or run `sparsecircuits demo --from-scratch`"
         )
     names = [("sparse", SPARSE_MODEL)] + ([("dense", DENSE_MODEL)] if dense else [])
-    return [_load(kind, bundled_dir() / name, bundled_dir() / name / VAL_CORPUS_DIR) for kind, name in names]
+    return [_load(kind, bundled_root() / name, bundled_root() / name / VAL_CORPUS_DIR) for kind, name in names]
 
 
 def scratch_models(root: Path, dense: bool = True, progress: bool = True) -> list[DemoModel]:
