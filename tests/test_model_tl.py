@@ -65,7 +65,7 @@ def test_import_sparsecircuits_does_not_import_torch():
 def test_top_level_names_are_the_library_objects():
     from sparsecircuits import Circuit, ModelConfig, SparseTransformer, get_task, load_checkpoint
     from sparsecircuits.checkpoint import load_checkpoint as load_fn
-    from sparsecircuits.circuit import Circuit as circuit_cls
+    from sparsecircuits.circuits import Circuit as circuit_cls
     from sparsecircuits.model import ModelConfig as config_cls
     from sparsecircuits.model import SparseTransformer as model_cls
     from sparsecircuits.tasks import get_task as get_task_fn
