@@ -43,6 +43,7 @@ def test_list(capsys):
 def test_show_json_with_tokenizer_and_model(capsys, tmp_path, stdlib_tokenizer, tiny_run):
     tok_file = tmp_path / "tokenizer.json"
     save_tokenizer(stdlib_tokenizer, tok_file)
+    # `--n`, `--tasks` and `--task-file` are the old spellings of `--pairs` and `--task`, still accepted
     code, out, _ = run(capsys, "tasks", "show", "var_if", "--tokenizer", str(tok_file),
                        "--n", "3", "--seed", "4", "--split", "test", "--json")
     assert code == 0
@@ -56,9 +57,9 @@ def test_show_json_with_tokenizer_and_model(capsys, tmp_path, stdlib_tokenizer, 
         assert p["prompt_ids"][-1] == p["alt_prompt_ids"][-1]
     # The checkpoint's tokenizer gives the same pairs.
     code, out2, _ = run(capsys, "tasks", "show", "var_if", "--model", str(tiny_run[0]),
-                        "--n", "3", "--seed", "4", "--split", "test", "--json")
+                        "--pairs", "3", "--seed", "4", "--split", "test", "--json")
     assert code == 0 and json.loads(out2) == data
-    code, text, _ = run(capsys, "tasks", "show", "var_if", "--model", str(tiny_run[0]), "--n", "2",
+    code, text, _ = run(capsys, "tasks", "show", "var_if", "--model", str(tiny_run[0]), "--pairs", "2",
                         "--seed", "4", "--split", "test")
     assert code == 0 and "pair 2: B" in text and data["pairs"][0]["prompt"] in text
 
@@ -87,18 +88,18 @@ def test_eval_on_a_tiny_model(capsys, tmp_path, tiny_run):
         assert r["solved"] == (r["loss"] <= 0.15)
         assert 0 < r["loss_se"] < 0.2
     code, table, _ = run(capsys, "tasks", "eval", "--model", str(tiny_run[0]),
-                         "--tasks", "for_while", "--n", "8", "--target-loss", "5")
+                         "--task", "for_while", "--pairs", "8", "--target-loss", "5")
     assert code == 0 and "for_while" in table and "yes" in table and "solved 1/1" in table
     assert "± se" in table.splitlines()[0] and "loss A" in table.splitlines()[0]
     code, listing, _ = run(capsys, "tasks", "eval", "--model", str(tiny_run[0]),
-                           "--tasks", "for_while", "--n", "8", "--worst", "2")
+                           "--task", "for_while", "--pairs", "8", "--worst", "2")
     assert code == 0 and "for_while: the 2 highest-loss prompts" in listing
     assert len([line for line in listing.splitlines() if " -> " in line]) == 2
     code, out, _ = run(capsys, "tasks", "eval", "--model", str(tiny_run[0]),
-                       "--tasks", "for_while", "--n", "8", "--worst", "2", "--json")
+                       "--task", "for_while", "--pairs", "8", "--worst", "2", "--json")
     worst = json.loads(out)["results"][0]["worst"]
     assert [w["side"] in "AB" for w in worst] == [True, True] and worst[0]["loss"] >= worst[1]["loss"]
-    code, _, err = run(capsys, "tasks", "eval", "--model", str(tiny_run[0]), "--tasks", "for_while", "--worst", "-1")
+    code, _, err = run(capsys, "tasks", "eval", "--model", str(tiny_run[0]), "--task", "for_while", "--worst", "-1")
     assert code == 2 and "worst" in err
 
 
@@ -112,9 +113,9 @@ def test_eval_task_file_and_errors(capsys, tmp_path, tiny_run):
     assert code == 0
     result = json.loads(out)["results"][0]
     assert result["name"] == "mine" and result["n_pairs"] == 30
-    code, _, err = run(capsys, "tasks", "eval", "--model", str(tiny_run[1]), "--tasks", "var_if")
+    code, _, err = run(capsys, "tasks", "eval", "--model", str(tiny_run[1]), "--task", "var_if")
     assert code == 2 and "has no tokenizer.json" in err
-    code, _, err = run(capsys, "tasks", "eval", "--model", str(tiny_run[0]), "--tasks", "var_if,nope")
+    code, _, err = run(capsys, "tasks", "eval", "--model", str(tiny_run[0]), "--task", "var_if,nope")
     assert code == 2 and "nope" in err
     code, _, _ = run(capsys, "tasks")
     assert code == 2

@@ -1,8 +1,9 @@
 """Atomic writes: every artifact is built under a temporary name beside its target and
 renamed into place, so a failure never leaves a half-written file or folder.
 
-Temporary files and folders get the permissions a plain `open`/`mkdir` would (the umask
-applies), not the private 0600/0700 of `tempfile`.
+Everything renamed into place gets the permissions a plain `open`/`mkdir` would (the umask
+applies), not the private 0600/0700 of `tempfile`, nor that of writers which make their own
+private temporary file and rename it (safetensors' `save_file` leaves 0600 files).
 """
 
 from __future__ import annotations
@@ -23,15 +24,33 @@ def _umask() -> int:
     return mask
 
 
+def _plain_permissions(path: Path, umask: int) -> None:
+    """Give `path` the mode `open`/`mkdir` would: 0777 for folders and executables, else 0666, less the umask."""
+    mode = path.stat().st_mode
+    full = 0o777 if path.is_dir() or mode & 0o111 else 0o666
+    os.chmod(path, full & ~umask)
+
+
+def _normalize_tree(root: Path) -> None:
+    """`_plain_permissions` on `root` and everything under it (symlinks are left alone)."""
+    umask = _umask()
+    _plain_permissions(root, umask)
+    for dirpath, dirnames, filenames in os.walk(root):
+        for name in (*dirnames, *filenames):
+            path = Path(dirpath, name)
+            if not path.is_symlink():
+                _plain_permissions(path, umask)
+
+
 @contextmanager
 def atomic_dir(path: str | Path, overwrite: bool = True) -> Iterator[Path]:
     """Yield a temporary folder beside `path`; on success it replaces `path` in one rename."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.tmp-", dir=path.parent))
-    os.chmod(tmp, 0o777 & ~_umask())
     try:
         yield tmp
+        _normalize_tree(tmp)
         if path.exists():
             if not overwrite:
                 raise InputError(f"{path} already exists; choose another output path")
@@ -54,9 +73,9 @@ def atomic_file(path: str | Path) -> Iterator[Path]:
     fd, name = tempfile.mkstemp(prefix=f".{path.name}.tmp-", dir=path.parent)
     os.close(fd)
     tmp = Path(name)
-    os.chmod(tmp, 0o666 & ~_umask())
     try:
         yield tmp
+        _plain_permissions(tmp, _umask())
         os.replace(tmp, path)
     except BaseException:
         tmp.unlink(missing_ok=True)

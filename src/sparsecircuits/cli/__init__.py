@@ -1,8 +1,11 @@
-"""The `sparsecircuits` command: one subcommand per pipeline stage.
+"""The `sparsecircuits` command: one module a command, one subcommand per pipeline stage.
 
-Each stage module exposes `register(subparsers)`, which adds its subcommand(s) and sets
+Each module here exposes `register(subparsers)`, which adds its subcommand(s) and sets
 `func` on the parser to a callable taking the parsed arguments and returning an exit code.
-Input errors (`InputError`) print a one-line message and exit with code 2.
+Parsers are built without importing torch (the modules import the pipeline inside their
+command functions), so `--help` answers at once. Input errors (`InputError`) print a
+one-line message and exit with code 2. `python -m sparsecircuits.cli` runs the same
+command (which is how `torchrun ... -m sparsecircuits.cli train` launches it).
 """
 
 from __future__ import annotations
@@ -13,19 +16,21 @@ import sys
 from collections.abc import Sequence
 
 from sparsecircuits import __version__
+from sparsecircuits.cli.common import HelpFormatter
 from sparsecircuits.errors import InputError
 
 # Modules that register subcommands, in the order they appear in `--help`.
 COMMAND_MODULES: tuple[str, ...] = (
-    "sparsecircuits.model_cli",
-    "sparsecircuits.data.cli",
-    "sparsecircuits.train_cli",
-    "sparsecircuits.tasks.cli",
-    "sparsecircuits.interop.cli",
-    "sparsecircuits.prune.cli",
-    "sparsecircuits.report.cli",
-    "sparsecircuits.validate.cli",
-    "sparsecircuits.demo_cli",
+    "sparsecircuits.cli.model",
+    "sparsecircuits.cli.corpus",
+    "sparsecircuits.cli.train",
+    "sparsecircuits.cli.tasks",
+    "sparsecircuits.cli.interop",
+    "sparsecircuits.cli.prune",
+    "sparsecircuits.cli.report",
+    "sparsecircuits.cli.validate",
+    "sparsecircuits.cli.demo",
+    "sparsecircuits.cli.sample",
 )
 
 
@@ -34,6 +39,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="sparsecircuits",
         description="Interpretability by weight sparsity: train, prune, validate, view.",
+        formatter_class=HelpFormatter,
     )
     parser.add_argument("--version", action="version", version=f"sparsecircuits {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
@@ -60,7 +66,3 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import argparse
 
-from sparsecircuits.data.corpus import build_corpus
-from sparsecircuits.data.sources import DEFAULT_MAX_FILE_BYTES
+from sparsecircuits.cli.common import CORPUS, add_command, add_force, check_out
+from sparsecircuits.data.sources import DEFAULT_MAX_FILE_BYTES  # torch-free
 
 SOURCE_HELP = """\
 where text comes from; repeat to combine (default: stdlib). Forms:
@@ -20,10 +20,12 @@ where text comes from; repeat to combine (default: stdlib). Forms:
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add the `corpus` command and its `build` subcommand."""
-    corpus = subparsers.add_parser("corpus", help="build a training corpus and tokenizer")
+    corpus = add_command(subparsers, "corpus", help="build a training corpus and tokenizer")
     sub = corpus.add_subparsers(dest="corpus_command", metavar="SUBCOMMAND")
-    build = sub.add_parser(
+    build = add_command(
+        sub,
         "build",
+        raw=True,
         help="gather Python code, train a BPE tokenizer, write token shards",
         description=(
             "Gather documents, drop duplicates and non-UTF-8 or oversized files, split\n"
@@ -32,10 +34,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
             "shards.json; it is written to a temp folder and renamed, so a failure leaves\n"
             "nothing."
         ),
-        formatter_class=argparse.RawTextHelpFormatter,
     )
     build.add_argument("--source", action="append", metavar="SPEC", help=SOURCE_HELP)
-    build.add_argument("--out", required=True, metavar="DIR", help="output folder (must not exist)")
+    build.add_argument("--out", required=True, metavar="DIR", help="output folder (new, or see --force)")
     build.add_argument(
         "--vocab-size", type=int, default=2048, metavar="N", help="tokens incl. <|endoftext|>"
     )
@@ -44,13 +45,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     build.add_argument("--seed", type=int, default=0, help="seed of the train/val split")
     build.add_argument(
-        "--tokenizer", metavar="FILE", help="reuse this tokenizer.json instead of training one"
+        "--tokenizer", metavar="FILE",
+        help="reuse this tokenizer.json instead of training one (default: train one)",
     )
     build.add_argument(
-        "--max-files", type=int, metavar="N", help="keep at most N documents (source order)"
+        "--max-files", type=int, metavar="N", help="keep at most N documents (source order; default: all)"
     )
     build.add_argument(
-        "--max-mb", type=float, metavar="MB", help="keep at most this many MB of text"
+        "--max-mb", type=float, metavar="MB", help="keep at most this many MB of text (default: all)"
     )
     build.add_argument(
         "--max-file-kb",
@@ -59,16 +61,19 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         metavar="KB",
         help="skip (and count) documents larger than this",
     )
-    build.add_argument("--force", action="store_true", help="replace --out if it exists")
+    add_force(build, "a corpus")
     build.add_argument("--no-progress", action="store_true", help="hide progress bars")
     build.set_defaults(func=_build)
     corpus.set_defaults(func=lambda args: (corpus.print_help(), 2)[1])
 
 
 def _build(args: argparse.Namespace) -> int:
+    from sparsecircuits.data.corpus import build_corpus
+
+    out = check_out(args.out, CORPUS, args.force)
     summary = build_corpus(
         sources=args.source or ["stdlib"],
-        out_dir=args.out,
+        out_dir=out,
         vocab_size=args.vocab_size,
         val_fraction=args.val_fraction,
         seed=args.seed,

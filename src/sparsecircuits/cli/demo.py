@@ -1,18 +1,42 @@
-"""`sparsecircuits demo`: evaluate, prune, validate and report on the bundled models."""
+"""`sparsecircuits demo`: evaluate, prune, validate and report on the bundled models.
+
+The flags map onto DemoConfig fields; their defaults are spelled here so that `--help`
+needs no torch (tests/test_cli_flags.py checks them against DemoConfig's).
+"""
 
 from __future__ import annotations
 
 import argparse
+from typing import Any
 
+from sparsecircuits.cli.common import add_alias, add_command
 from sparsecircuits.errors import InputError
 
+# DemoConfig field -> (flag, default, type, metavar, help). Fields with other options:
+# `tasks` (--task), `max_tasks`, `control_steps` (its default follows --steps), `workers`
+# (its default depends on the machine), `dense` (--no-dense), `from_scratch`, `progress`
+# (--no-progress).
+DEMO_FLAGS: dict[str, tuple[str, Any, type, str, str]] = {
+    "out": ("--out", "demo-out", str, "DIR", "output folder (a previous demo's output there is replaced)"),
+    "steps": ("--steps", 100, int, "N", "pruning steps per circuit"),
+    "lr": ("--lr", 0.02, float, "LR", "mask learning rate (above the paper's 3e-3 so that few steps suffice)"),
+    "batch_pairs": ("--batch-pairs", 32, int, "N", "pairs per mask-optimization step"),
+    "train_pairs": ("--train-pairs", 512, int, "N", "train-split pairs the masks learn on"),
+    "pairs": ("--pairs", 64, int, "N", "held-out task pairs for bisection and validation"),
+    "eval_pairs": ("--eval-pairs", 100, int, "N", "test pairs per task when evaluating the models"),
+    "report_pairs": ("--report-pairs", 16, int, "N", "task pairs for each report's per-node details"),
+    "target_loss": ("--target-loss", 0.15, float, "LOSS", "a task is solved, and a circuit done, at this loss"),
+    "seed": ("--seed", 0, int, "N", "fixes task pairs, pruning and controls"),
+    "controls": ("--controls", "core", str, "LIST", "validation controls: core, all, none, or a comma-separated list"),
+}
 
-def _tasks(text: str | None) -> tuple[str, ...] | None:
-    if text is None:
+
+def _tasks(values: list[str] | None) -> tuple[str, ...] | None:
+    if values is None:
         return None
-    names = tuple(t.strip() for t in text.split(",") if t.strip())
+    names = tuple(t.strip() for text in values for t in text.split(",") if t.strip())
     if not names:
-        raise InputError(f"--tasks {text!r}: give a comma-separated list of task names")
+        raise InputError("--task is empty; give built-in task names, e.g. --task bracket_brace")
     return names
 
 
@@ -24,23 +48,19 @@ def _controls(text: str) -> str:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from sparsecircuits.demo import DemoConfig, run_demo
+    from sparsecircuits.experiments.demo import DemoConfig, run_demo
 
+    optional = {"workers": args.workers} if args.workers is not None else {}
     cfg = DemoConfig(
-        out=args.out,
-        tasks=_tasks(args.tasks),
-        max_tasks=args.max_tasks,
-        steps=args.steps,
-        control_steps=args.control_steps if args.control_steps is not None else max(1, args.steps // 2),
-        lr=args.lr,
-        pairs=args.pairs,
-        eval_pairs=args.eval_pairs,
-        report_pairs=args.report_pairs,
+        **{name: getattr(args, name) for name in DEMO_FLAGS if name != "controls"},
         controls=_controls(args.controls),
+        tasks=_tasks(args.task),
+        max_tasks=args.max_tasks,
+        control_steps=args.control_steps if args.control_steps is not None else max(1, args.steps // 2),
         dense=not args.no_dense,
-        workers=args.workers,
         from_scratch=args.from_scratch,
         progress=not args.no_progress,
+        **optional,
     )
     run_demo(cfg)
     return 0
@@ -48,10 +68,8 @@ def _run(args: argparse.Namespace) -> int:
 
 def register(sub: argparse._SubParsersAction) -> None:
     """Add the `demo` command."""
-    from sparsecircuits.demo import DemoConfig
-
-    d = DemoConfig()
-    p = sub.add_parser(
+    p = add_command(
+        sub,
         "demo",
         help="the main job end to end: real circuits of the bundled weight-sparse model",
         description=(
@@ -59,30 +77,21 @@ def register(sub: argparse._SubParsersAction) -> None:
             "for each task it solves, prune a circuit in it and in its dense baseline "
             "(small-dense), validate each circuit with the controls, and write one HTML "
             "report per circuit plus OUT/index.html with the sparse-vs-dense circuit sizes. "
-            "With --from-scratch, tiny models are trained first instead (they solve little)."
+            "With --from-scratch, tiny models are trained first instead (they solve little). "
+            "It runs on the CPU."
         ),
     )
-    p.add_argument("--out", default=str(d.out), metavar="DIR", help=f"output folder (default {d.out})")
-    p.add_argument("--tasks", metavar="A,B",
-                   help="evaluate and prune only these tasks (default: evaluate all, prune the solved ones)")
-    p.add_argument("--max-tasks", type=int, metavar="N", help="prune at most N tasks (best loss first)")
-    p.add_argument("--steps", type=int, default=d.steps, metavar="N",
-                   help=f"pruning steps per circuit (default {d.steps})")
+    for name, (flag, default, kind, metavar, text) in DEMO_FLAGS.items():
+        p.add_argument(flag, dest=name, type=kind, default=default, metavar=metavar, help=text)
+    p.add_argument("--task", action="append", metavar="NAME",
+                   help="evaluate and prune only these built-in tasks; repeat it or give a comma-separated "
+                        "list (default: evaluate all, prune the solved ones)")
+    add_alias(p, "--tasks", "task", action="append")
+    p.add_argument("--max-tasks", type=int, metavar="N", help="prune at most N tasks, best loss first (default: all)")
     p.add_argument("--control-steps", type=int, metavar="N",
                    help="pruning steps of the controls that prune again (default: half of --steps)")
-    p.add_argument("--lr", type=float, default=d.lr, metavar="LR",
-                   help=f"mask learning rate (default {d.lr}, above the paper's 3e-3 so that few steps suffice)")
-    p.add_argument("--pairs", type=int, default=d.pairs, metavar="N",
-                   help=f"held-out task pairs for bisection and validation (default {d.pairs})")
-    p.add_argument("--eval-pairs", type=int, default=d.eval_pairs, metavar="N",
-                   help=f"test pairs per task when evaluating the models (default {d.eval_pairs})")
-    p.add_argument("--report-pairs", type=int, default=d.report_pairs, metavar="N",
-                   help=f"task pairs for each report's per-node details (default {d.report_pairs})")
-    p.add_argument("--controls", default=d.controls, metavar="LIST",
-                   help="validation controls: core (default), all, none, or a comma-separated list")
-    p.add_argument("--workers", type=int, default=d.workers, metavar="N",
-                   help=f"circuits made at once, each in a one-thread process (default {d.workers}: "
-                        "min(2, CPU count))")
+    p.add_argument("--workers", type=int, metavar="N",
+                   help="circuits made at once, each in a one-thread process (default: min(2, CPU count))")
     p.add_argument("--no-dense", action="store_true", help="skip the dense baseline")
     p.add_argument("--from-scratch", action="store_true",
                    help="build a small corpus and train tiny models instead of using the bundled ones")

@@ -4,24 +4,29 @@ from __future__ import annotations
 
 import argparse
 import json
-from pathlib import Path
+from typing import TYPE_CHECKING
 
-import torch
-
-from sparsecircuits.checkpoint import (
-    HALF_DTYPES,
-    WEIGHTS_FILE,
-    load_checkpoint,
-    model_fingerprint,
-    pack_checkpoint,
+from sparsecircuits.cli.common import (
+    CHECKPOINT,
+    MODEL_HELP,
+    add_command,
+    add_force,
+    check_out,
+    model_path,
 )
 from sparsecircuits.errors import InputError
-from sparsecircuits.model import node_table_markdown
-from sparsecircuits.model.sparsity import sparsity_report
+
+if TYPE_CHECKING:
+    from sparsecircuits.checkpoint import Checkpoint
+
+BIGRAM_DTYPES = ("float16", "float32")  # checkpoint.HALF_DTYPES, spelled torch-free for --help
 
 
 def _info(args: argparse.Namespace) -> int:
-    ckpt = load_checkpoint(args.model)
+    from sparsecircuits.checkpoint import load_checkpoint, model_fingerprint
+    from sparsecircuits.model.sparsity import sparsity_report
+
+    ckpt = load_checkpoint(model_path(args.model))
     report = sparsity_report(ckpt.model)
     if args.json:
         out = {
@@ -43,22 +48,40 @@ def _info(args: argparse.Namespace) -> int:
 
 
 def _nodes(args: argparse.Namespace) -> int:
+    from sparsecircuits.model import node_table_markdown
+
     print(node_table_markdown())
     return 0
 
 
-@torch.no_grad()
+def _max_logit_difference(a: Checkpoint, b: Checkpoint) -> float:
+    """max |logits(a) - logits(b)| of two checkpoints on 4 seeded random windows."""
+    import torch
+
+    cfg = a.config
+    tokens = torch.randint(0, cfg.vocab_size, (4, cfg.n_ctx), generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        return float((a.model(tokens) - b.model(tokens)).abs().max())
+
+
 def _pack(args: argparse.Namespace) -> int:
+    from sparsecircuits.checkpoint import (
+        WEIGHTS_FILE,
+        load_checkpoint,
+        model_fingerprint,
+        pack_checkpoint,
+    )
+
     if args.val_tokens is not None and args.val_corpus is None:
         raise InputError("--val-tokens needs --val-corpus")
-    source = load_checkpoint(args.run)
-    out = pack_checkpoint(args.run, args.out, bigram_dtype=args.bigram_dtype, val_corpus=args.val_corpus,
+    run = model_path(args.run)
+    source = load_checkpoint(run)
+    target = check_out(args.out, CHECKPOINT, args.force)
+    out = pack_checkpoint(run, target, bigram_dtype=args.bigram_dtype, val_corpus=args.val_corpus,
                           val_tokens=args.val_tokens)
     packed = load_checkpoint(out)
-    cfg = source.config
-    tokens = torch.randint(0, cfg.vocab_size, (4, cfg.n_ctx), generator=torch.Generator().manual_seed(0))
-    diff = float((source.model(tokens) - packed.model(tokens)).abs().max())
-    before = Path(args.run, WEIGHTS_FILE).stat().st_size
+    diff = _max_logit_difference(source, packed)
+    before = (run / WEIGHTS_FILE).stat().st_size
     after = (out / WEIGHTS_FILE).stat().st_size
     print(f"weights {before / 1e6:.2f} MB -> {after / 1e6:.2f} MB (bigram table {args.bigram_dtype})")
     print(f"fingerprint {model_fingerprint(source.model)} -> {model_fingerprint(packed.model)}; "
@@ -69,15 +92,22 @@ def _pack(args: argparse.Namespace) -> int:
 
 def register(sub: argparse._SubParsersAction) -> None:
     """Add `model info`, `model nodes` and `model pack`."""
-    p = sub.add_parser("model", help="inspect a model checkpoint and the node-location table")
+    p = add_command(sub, "model", help="inspect a model checkpoint and the node-location table")
     msub = p.add_subparsers(dest="model_command", metavar="SUBCOMMAND")
-    info = msub.add_parser("info", help="config, fingerprint and per-matrix sparsity of a checkpoint")
-    info.add_argument("model", help="checkpoint folder (config.json + model.safetensors)")
+
+    def _usage(_args: argparse.Namespace) -> int:
+        p.print_help()
+        return 2
+
+    p.set_defaults(func=_usage)
+    info = add_command(msub, "info", help="config, fingerprint and per-matrix sparsity of a checkpoint")
+    info.add_argument("model", metavar="RUN", help=MODEL_HELP)
     info.add_argument("--json", action="store_true", help="print JSON instead of a table")
     info.set_defaults(func=_info)
-    nodes = msub.add_parser("nodes", help="print the table of the 8 node locations per layer")
+    nodes = add_command(msub, "nodes", help="print the table of the 8 node locations per layer")
     nodes.set_defaults(func=_nodes)
-    pack = msub.add_parser(
+    pack = add_command(
+        msub,
         "pack",
         help="re-save a checkpoint compactly (sparse tensors as a bit mask + values)",
         description=(
@@ -88,12 +118,14 @@ def register(sub: argparse._SubParsersAction) -> None:
             "the corpus's validation split too (OUT/corpus-val, a corpus folder)."
         ),
     )
-    pack.add_argument("run", metavar="RUN", help="checkpoint folder (config.json + model.safetensors)")
-    pack.add_argument("--out", required=True, metavar="DIR", help="the packed checkpoint folder (replaced)")
-    pack.add_argument("--bigram-dtype", choices=sorted(HALF_DTYPES), default="float16",
-                      help="storage dtype of the bigram table (default float16)")
+    pack.add_argument("run", metavar="RUN", help=MODEL_HELP)
+    pack.add_argument("--out", required=True, metavar="DIR", help="the packed checkpoint folder to write")
+    add_force(pack, "a checkpoint (never a training run)")
+    pack.add_argument("--bigram-dtype", choices=BIGRAM_DTYPES, default="float16",
+                      help="storage dtype of the bigram table")
     pack.add_argument("--val-corpus", metavar="CORPUS",
-                      help="also copy this corpus's validation split to OUT/corpus-val (for mean ablation)")
+                      help="also copy this corpus's validation split to OUT/corpus-val, for mean "
+                           "ablation (default: no copy)")
     pack.add_argument("--val-tokens", type=int, metavar="N",
                       help="with --val-corpus, keep whole validation documents, a seeded sample "
                            "of at most N tokens (default: the whole split)")

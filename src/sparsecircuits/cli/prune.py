@@ -1,24 +1,39 @@
-"""`sparsecircuits prune --model RUN --task NAME --out DIR`: prune a model to a task circuit."""
+"""`sparsecircuits prune --model RUN --task NAME|FILE --out DIR`: prune a model to a task circuit.
+
+Every PruneConfig field has a flag, declared in `PRUNE_FLAGS` with its default spelled
+here so that `--help` needs no torch; tests/test_cli_flags.py checks that the flags and
+the dataclass have the same fields and the same defaults.
+"""
 
 from __future__ import annotations
 
 import argparse
 import json
-from pathlib import Path
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
 
-from sparsecircuits.checkpoint import load_checkpoint
-from sparsecircuits.circuit import CIRCUIT_FILE
+from sparsecircuits.cli.common import (
+    CIRCUIT,
+    add_command,
+    add_device,
+    add_force,
+    add_model,
+    add_task,
+    check_out,
+    model_path,
+    resolve_device,
+    resolve_task,
+)
 from sparsecircuits.errors import InputError
-from sparsecircuits.model import LOCATIONS
-from sparsecircuits.prune.ablation import ABLATIONS, default_data_dir
-from sparsecircuits.prune.optimize import PruneConfig
-from sparsecircuits.prune.pipeline import prune
-from sparsecircuits.tasks import get_task, load_task_file
 
-DEFAULTS = PruneConfig()
+ABLATIONS = ("mean", "zero", "task_mean")  # prune.ablation.ABLATIONS, spelled torch-free
 
 
-def _locations(text: str) -> tuple[str, ...]:
+def parse_locations(text: str) -> tuple[str, ...]:
+    """`--locations`: 'all' or a comma-separated list of node locations."""
+    from sparsecircuits.model import LOCATIONS
+
     if text == "all":
         return LOCATIONS
     names = tuple(n.strip() for n in text.split(",") if n.strip())
@@ -31,51 +46,65 @@ def _locations(text: str) -> tuple[str, ...]:
     return names
 
 
-def config_from_args(args: argparse.Namespace) -> PruneConfig:
+@dataclass(frozen=True)
+class Flag:
+    """One PruneConfig field on the command line; `parse` turns the parsed value into the field's."""
+
+    field: str
+    flag: str
+    default: Any
+    help: str
+    type: Callable[[str], Any] | None = None
+    parse: Callable[[Any], Any] = lambda value: value
+    extra: tuple[tuple[str, Any], ...] = ()  # more add_argument keywords (nargs, choices, action)
+
+
+PRUNE_FLAGS: tuple[Flag, ...] = (
+    Flag("target_loss", "--target-loss", 0.15, "task loss the circuit must reach", float),
+    Flag("ablation", "--ablation", "mean", "value of pruned nodes", extra=(("choices", ABLATIONS),)),
+    Flag("seed", "--seed", 0, "fixes task pairs, mask init and batches", int),
+    Flag("steps", "--steps", 150, "mask optimization steps", int),
+    Flag("locations", "--locations", "all", "node locations to prune: 'all' or a comma-separated list "
+         "such as attn_v,mlp_neuron (`sparsecircuits model nodes` lists them)", parse=parse_locations),
+    Flag("freeze_norms", "--freeze-norms", False, "pin norm scales to the full model's so pruning "
+         "cannot profit from rescaling", extra=(("action", "store_true"),)),
+    Flag("k_coef", "--k-coef", 1e-4, "penalty per kept node", float),
+    Flag("lr", "--lr", 1e-2, "AdamW learning rate of the masks", float),
+    Flag("weight_decay", "--weight-decay", 1e-3, "AdamW weight decay of the masks", float),
+    Flag("betas", "--betas", (0.9, 0.95), "AdamW betas of the masks", float, tuple,
+         extra=(("nargs", 2), ("metavar", ("B1", "B2")))),
+    Flag("init_tau", "--init-tau", 0.1, "initial mask logit of every node", float),
+    Flag("init_noise", "--init-noise", 0.01, "std of the noise added to the initial mask logits", float),
+    Flag("temperature", "--temperature", 1.0, "sigmoid temperature of the surrogate gradient", float),
+    Flag("calibrate_steps", "--calibrate-steps", 16, "steps calibrating the kept nodes' scale after "
+         "bisection (0: none)", int),
+    Flag("batch_pairs", "--batch-pairs", 32, "pairs per step", int),
+    Flag("n_train_pairs", "--train-pairs", 1024, "train-split pairs the masks learn on", int),
+    Flag("n_eval_pairs", "--pairs", 128, "held-out (test-split) pairs for bisection and the losses", int),
+)
+
+
+def add_prune_flags(p: argparse.ArgumentParser) -> None:
+    """Add one option a PruneConfig field."""
+    for f in PRUNE_FLAGS:
+        kwargs: dict[str, Any] = {"dest": f.field, "default": f.default, "help": f.help, **dict(f.extra)}
+        if f.type is not None:
+            kwargs["type"] = f.type
+        if kwargs.get("action") != "store_true":
+            kwargs.setdefault("metavar", f.flag[2:].upper().replace("-", "_"))
+        p.add_argument(f.flag, **kwargs)
+
+
+def config_from_args(args: argparse.Namespace) -> Any:
     """The PruneConfig the command-line options describe."""
-    return PruneConfig(
-        locations=_locations(args.locations),
-        steps=args.steps,
-        batch_pairs=args.batch_pairs,
-        lr=args.lr,
-        k_coef=args.k_coef,
-        target_loss=args.target_loss,
-        ablation=args.ablation,
-        freeze_norms=args.freeze_norms,
-        seed=args.seed,
-        n_train_pairs=args.train_pairs,
-        n_eval_pairs=args.eval_pairs,
-    )
+    from sparsecircuits.prune.optimize import PruneConfig
+
+    return PruneConfig(**{f.field: f.parse(getattr(args, f.field)) for f in PRUNE_FLAGS})
 
 
-def _run(args: argparse.Namespace) -> int:
-    config = config_from_args(args)
-    ckpt = load_checkpoint(args.model)
-    task = load_task_file(args.task_file) if args.task_file else get_task(args.task)
-    if ckpt.tokenizer is None:
-        raise InputError(
-            f"--model {args.model} has no tokenizer.json, which tasks need to encode their prompts; "
-            "use a checkpoint saved with its tokenizer"
-        )
-    data = args.data or default_data_dir(ckpt.training, ckpt.path)
-    result = prune(
-        ckpt.model,
-        task,
-        ckpt.tokenizer,
-        config,
-        data=data,
-        progress=not args.no_progress,
-        cache_dir=ckpt.path,
-        model_path=Path(args.model).resolve(),
-    )
-    circuit = result.circuit
-    out = circuit.save(args.out)
-    if args.json:
-        summary = {k: v for k, v in circuit.to_dict().items() if k in ("n_nodes", "n_edges", "losses", "target_met")}
-        print(json.dumps({**summary, "circuit": str(out / CIRCUIT_FILE)}, indent=1))
-        return 0
-    losses = circuit.losses
-    print(f"task        {task.name}  (ablation {config.ablation}, target loss {config.target_loss})")
+def _print_summary(circuit: Any, config: Any, task_name: str, circuit_file: Any) -> None:
+    losses = circuit.losses.to_dict()
+    print(f"task        {task_name}  (ablation {config.ablation}, target loss {config.target_loss})")
     print(f"nodes       {circuit.n_nodes}  " + " ".join(f"{a}={n}" for a, n in circuit.nodes_by_location().items()))
     print(f"edges       {circuit.n_edges}  (+ {len(circuit.residual_links)} residual links)")
     print(
@@ -88,36 +117,57 @@ def _run(args: argparse.Namespace) -> int:
             f"warning: even the whole model misses the target loss {config.target_loss} on this task; "
             "the circuit keeps the nodes the masks kept"
         )
-    print(f"wrote {out / CIRCUIT_FILE}")
+    print(f"wrote {circuit_file}")
+
+
+def _run(args: argparse.Namespace) -> int:
+    from sparsecircuits.checkpoint import load_checkpoint
+    from sparsecircuits.circuits import CIRCUIT_FILE
+    from sparsecircuits.prune.pipeline import prune
+
+    config = config_from_args(args)
+    out = check_out(args.out, CIRCUIT, args.force)
+    run = model_path(args.model)
+    ckpt = load_checkpoint(run, device=resolve_device(args.device))
+    task = resolve_task(args.task)
+    if ckpt.tokenizer is None:
+        raise InputError(
+            f"--model {args.model} has no tokenizer.json, which tasks need to encode their prompts; "
+            "use a checkpoint saved with its tokenizer"
+        )
+    data = args.data or ckpt.corpus
+    result = prune(
+        ckpt.model, task, ckpt.tokenizer, config, data=data, progress=not args.no_progress,
+        cache_dir=ckpt.path, model_path=run.resolve(),
+    )
+    circuit = result.circuit
+    saved = circuit.save(out)
+    if args.json:
+        summary = {k: v for k, v in circuit.to_dict().items() if k in ("n_nodes", "n_edges", "losses", "target_met")}
+        print(json.dumps({**summary, "circuit": str(saved / CIRCUIT_FILE)}, indent=1))
+        return 0
+    _print_summary(circuit, config, task.name, saved / CIRCUIT_FILE)
     return 0
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add the `prune` command."""
-    p = subparsers.add_parser(
+    p = add_command(
+        subparsers,
         "prune",
         help="prune a model to the smallest circuit that does a task",
         description="Learn a mask over the model's nodes, bisect for the smallest node set whose "
         "task loss is at most the target, calibrate, count edges; writes DIR/circuit.json and "
-        "DIR/masks.safetensors.",
+        "DIR/masks.safetensors. The defaults are PruneConfig's (docs/method.md).",
     )
-    p.add_argument("--model", required=True, metavar="RUN", help="checkpoint or training-run folder")
-    which = p.add_mutually_exclusive_group(required=True)
-    which.add_argument("--task", metavar="NAME", help="a built-in or registered task name")
-    which.add_argument("--task-file", metavar="F", help="a JSONL file of pairs")
-    p.add_argument("--out", required=True, metavar="DIR", help="circuit folder to write (replaced if it exists)")
-    p.add_argument("--target-loss", type=float, default=DEFAULTS.target_loss, help="task loss the circuit must reach (default %(default)s)")
-    p.add_argument("--ablation", choices=ABLATIONS, default=DEFAULTS.ablation, help="value of pruned nodes (default %(default)s)")
-    p.add_argument("--data", metavar="DIR", help="corpus folder for mean ablation (default: the one in the model's training.json)")
-    p.add_argument("--seed", type=int, default=DEFAULTS.seed, help="fixes task pairs, mask init and batches (default %(default)s)")
-    p.add_argument("--steps", type=int, default=DEFAULTS.steps, metavar="N", help="mask optimization steps (default %(default)s)")
-    p.add_argument("--locations", default="all", help="node locations to prune: 'all' or e.g. attn_v,mlp_neuron")
-    p.add_argument("--freeze-norms", action="store_true", help="pin norm scales to the full model's so pruning cannot profit from rescaling")
-    p.add_argument("--k-coef", type=float, default=DEFAULTS.k_coef, help="penalty per kept node (default %(default)s)")
-    p.add_argument("--lr", type=float, default=DEFAULTS.lr, help="AdamW learning rate of the masks (default %(default)s)")
-    p.add_argument("--batch-pairs", type=int, default=DEFAULTS.batch_pairs, help="pairs per step (default %(default)s)")
-    p.add_argument("--train-pairs", type=int, default=DEFAULTS.n_train_pairs, help="train-split pairs (default %(default)s)")
-    p.add_argument("--eval-pairs", type=int, default=DEFAULTS.n_eval_pairs, help="held-out pairs for bisection and losses (default %(default)s)")
+    add_model(p)
+    add_task(p, required=True)
+    p.add_argument("--out", required=True, metavar="DIR", help="circuit folder to write")
+    add_force(p, "a circuit")
+    p.add_argument("--data", metavar="DIR",
+                   help="corpus folder for mean ablation (default: the one in the model's training.json)")
+    add_device(p)
+    add_prune_flags(p)
     p.add_argument("--json", action="store_true", help="print a JSON summary")
     p.add_argument("--no-progress", action="store_true", help="hide progress bars")
     p.set_defaults(func=_run)

@@ -7,13 +7,25 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from sparsecircuits.cli.common import (
+    FILE,
+    MODEL_HELP,
+    add_command,
+    add_device,
+    add_force,
+    check_out,
+    model_path,
+    resolve_device,
+)
 from sparsecircuits.errors import InputError
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add the `report` command."""
-    p = subparsers.add_parser(
+    p = add_command(
+        subparsers,
         "report",
+        raw=True,
         help="write an HTML report of a circuit, a folder of circuits or a training run",
         description=(
             "Write one self-contained HTML file (script, style and data inline; opens offline\n"
@@ -24,18 +36,21 @@ def register(subparsers: argparse._SubParsersAction) -> None:
             "--model or the circuit's recorded model path; pretraining snippets and mean\n"
             "ablation values also need the corpus (--data, or the one named in training.json)."
         ),
-        formatter_class=argparse.RawTextHelpFormatter,
     )
     src = p.add_mutually_exclusive_group(required=True)
     src.add_argument("--circuit", metavar="DIR", help="a circuit folder (circuit.json)")
     src.add_argument("--circuits", metavar="DIR", help="a folder of circuit folders")
     src.add_argument("--run", metavar="DIR", help="a training run / checkpoint folder")
     p.add_argument("--out", required=True, metavar="FILE.html", help="the HTML file to write")
-    p.add_argument("--model", metavar="RUN", help="checkpoint the circuits were pruned from")
+    add_force(p, "a file (and, with --circuits, the reports beside it)")
+    p.add_argument("--model", metavar="RUN",
+                   help=MODEL_HELP + "; the circuits' model (default: the one each circuit records)")
     p.add_argument("--no-model", action="store_true", help="do not load any model (no per-node details)")
-    p.add_argument("--data", metavar="CORPUS_DIR", help="corpus folder for snippets and mean ablation values")
-    p.add_argument("--plots", metavar="DIR", help="also write PNG and SVG plots to DIR")
-    p.add_argument("--pairs", type=int, default=32, metavar="N", help="task pairs for per-node details (default 32)")
+    add_device(p)
+    p.add_argument("--data", metavar="CORPUS_DIR",
+                   help="corpus folder for snippets and mean ablation values (default: the model's)")
+    p.add_argument("--plots", metavar="DIR", help="also write PNG and SVG plots to DIR (default: no plots)")
+    p.add_argument("--pairs", type=int, default=32, metavar="N", help="task pairs for per-node details")
     p.set_defaults(func=_run)
 
 
@@ -44,31 +59,31 @@ class _Models:
 
     def __init__(self, args: argparse.Namespace) -> None:
         self.args = args
-        self.loaded: dict[str, Any] = {}
+        self.loaded: dict[Path, Any] = {}
 
     def for_circuit(self, circuit_model: dict[str, Any]) -> tuple[Any, Any, Any, dict | None]:
         """(model, tokenizer, shards, training) for a circuit, or Nones when unavailable."""
         if self.args.no_model:
             return None, None, self.args.data, None
-        path = self.args.model or circuit_model.get("path")
-        if not path or not Path(path).is_dir():
-            if path:
-                print(f"note: model {path} not found; per-node details not computed (use --model RUN)", file=sys.stderr)
+        spec = self.args.model or circuit_model.get("path")
+        path = model_path(spec) if spec else None
+        if path is None or not path.is_dir():
+            if spec:
+                print(f"note: model {spec} not found; per-node details not computed (use --model RUN)", file=sys.stderr)
             return None, None, self.args.data, None
         if path not in self.loaded:
             from sparsecircuits.checkpoint import load_checkpoint
-            from sparsecircuits.prune.ablation import default_data_dir
 
-            ckpt = load_checkpoint(path)
+            ckpt = load_checkpoint(path, device=resolve_device(self.args.device))
             if ckpt.tokenizer is None:
                 print(f"note: {path} has no tokenizer.json; per-node details not computed", file=sys.stderr)
-            data = self.args.data or default_data_dir(ckpt.training, ckpt.path)
+            data = self.args.data or ckpt.corpus
             self.loaded[path] = (ckpt.model, ckpt.tokenizer, data, ckpt.training)
         return self.loaded[path]
 
 
 def _circuit_data(folder: Path, models: _Models, pairs: int) -> dict[str, Any]:
-    from sparsecircuits.circuit import Circuit
+    from sparsecircuits.circuits import Circuit
     from sparsecircuits.report.data import build_report_data, load_validation
 
     circuit = Circuit.load(folder)
@@ -101,6 +116,7 @@ def _run(args: argparse.Namespace) -> int:
     out = Path(args.out)
     if out.suffix.lower() not in (".html", ".htm"):
         raise InputError(f"--out {out}: a report is an HTML file; give a name ending in .html")
+    check_out(out, FILE, args.force)
     if args.pairs < 1:
         raise InputError(f"--pairs {args.pairs}: give a positive number of task pairs")
     models = _Models(args)

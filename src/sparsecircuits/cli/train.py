@@ -1,14 +1,44 @@
-"""`sparsecircuits train`: train a weight-sparse (or dense baseline) model on a corpus folder."""
+"""`sparsecircuits train`: train a weight-sparse (or dense baseline) model on a corpus folder.
+
+The run's settings are the fields of ModelConfig and TrainConfig: a preset or a config
+file gives them, `table.field=value` overrides change any of them (the override parser
+knows every field), and `--print-config` shows them all with their values.
+"""
 
 from __future__ import annotations
 
 import argparse
 import os
+from importlib import resources
 
-from sparsecircuits.train_config import list_presets
+from sparsecircuits.cli.common import add_command
+from sparsecircuits.errors import InputError
+
+USAGE = (
+    "sparsecircuits train --config PRESET|FILE --data DIR --out RUN [--resume] [--no-progress] "
+    "[FIELD=VALUE ...]\n       sparsecircuits train --config PRESET|FILE --print-config [FIELD=VALUE ...]"
+)
+
+
+def preset_names() -> list[str]:
+    """The bundled presets, read without importing the training code (for `--help`)."""
+    folder = resources.files("sparsecircuits") / "configs"
+    return sorted(p.name[: -len(".toml")] for p in folder.iterdir() if p.name.endswith(".toml"))
+
+
+def _print_config(args: argparse.Namespace) -> int:
+    from sparsecircuits.train.config import load_run_config
+
+    print(load_run_config(args.config, args.overrides).to_json())
+    return 0
 
 
 def _train(args: argparse.Namespace) -> int:
+    if args.print_config:
+        return _print_config(args)
+    missing = [flag for flag, value in (("--data", args.data), ("--out", args.out)) if value is None]
+    if missing:
+        raise InputError(f"{' and '.join(missing)} required (only --print-config runs without them)")
     from sparsecircuits.train import train
 
     result = train(
@@ -32,27 +62,37 @@ def _train(args: argparse.Namespace) -> int:
 
 def register(sub: argparse._SubParsersAction) -> None:
     """Add the `train` command."""
-    p = sub.add_parser(
+    p = add_command(
+        sub,
         "train",
+        usage=USAGE,
         help="train a weight-sparse or dense model (also under torchrun)",
         description=(
             "Train a model on a corpus folder. The run folder gets metrics.jsonl, "
             "run_config.json, resumable states under state/, and at the end the model "
             "checkpoint itself (config.json, model.safetensors, tokenizer.json, training.json). "
-            "Launch under `torchrun --nproc_per_node N` for data-parallel training."
+            "An existing run is never overwritten: continue it with --resume or choose another "
+            "--out. Launch under `torchrun --nproc_per_node N` for data-parallel training."
         ),
-        epilog="presets: " + ", ".join(list_presets()),
+        epilog=(
+            "presets: " + ", ".join(preset_names()) + ". Every ModelConfig and TrainConfig field "
+            "is an override (model.FIELD=VALUE, train.FIELD=VALUE, or a bare FIELD=VALUE when "
+            "unambiguous); `--config PRESET --print-config` lists them with their values."
+        ),
     )
     p.add_argument(
         "--config", required=True, metavar="PRESET|FILE",
-        help="a preset name (see below) or a .toml file with [model] and [train] tables",
+        help="a preset name (see below) or a .toml/.json file with [model] and [train] tables",
     )
-    p.add_argument("--data", required=True, metavar="DIR", help="corpus folder from `corpus build`")
-    p.add_argument("--out", required=True, metavar="RUN", help="run folder (created)")
+    p.add_argument("--data", metavar="DIR", help="corpus folder from `corpus build` (required to train)")
+    p.add_argument("--out", metavar="RUN", help="run folder, created (required to train)")
     p.add_argument("--resume", action="store_true", help="continue RUN from its newest saved state")
+    p.add_argument("--print-config", action="store_true",
+                   help="print the run config (preset + overrides, every field) as JSON and exit")
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     p.add_argument(
         "overrides", nargs="*", metavar="FIELD=VALUE",
-        help="config overrides such as train.steps=200 model.d_model=128 (TOML values)",
+        help="config overrides such as train.steps=200 model.d_model=128 device=cuda "
+             "(TOML values; default: the preset's values)",
     )
     p.set_defaults(func=_train)

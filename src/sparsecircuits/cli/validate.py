@@ -5,29 +5,39 @@ from __future__ import annotations
 import argparse
 import json
 from pathlib import Path
+from typing import Any
 
-from sparsecircuits.checkpoint import load_checkpoint
-from sparsecircuits.circuit import Circuit
-from sparsecircuits.errors import InputError
-from sparsecircuits.prune.ablation import default_data_dir
-from sparsecircuits.tasks import load_task_file
-from sparsecircuits.validate.controls import (
-    CONTROLS,
-    CORE_CONTROLS,
-    DEFAULT_RANDOM_DRAWS,
-    DEFAULT_SEEDS,
+from sparsecircuits.cli.common import (
+    MODEL_HELP,
+    add_command,
+    add_device,
+    add_task,
+    model_path,
+    resolve_device,
+    resolve_task,
 )
-from sparsecircuits.validate.verdict import VALIDATION_FILE, task_from_info, validate
+from sparsecircuits.errors import InputError
+
+# validate.controls' names and defaults, spelled torch-free for --help (tests check them).
+CONTROL_NAMES = (
+    "random_circuits", "random_init", "nonsense_task", "seeds", "frozen_norms", "zero_ablation",
+    "activation_agreement",
+)
+CORE_CONTROLS = ("random_circuits", "nonsense_task", "random_init", "activation_agreement")
+DEFAULT_RANDOM_DRAWS = 20
+DEFAULT_SEEDS = 3
+VALIDATION_FILE = "validation.json"
 
 CONTROLS_HELP = (
     "controls to run: all, core (= " + ",".join(CORE_CONTROLS) + "), none, or a "
-    "comma-separated list of " + ", ".join(CONTROLS) + " (default: core)"
+    "comma-separated list of " + ", ".join(CONTROL_NAMES)
 )
 
 
-def _model_path(circuit: Circuit, circuit_dir: Path, override: str | None) -> Path:
+def _circuit_model(circuit: Any, circuit_dir: Path, override: str | None) -> Path:
+    """The checkpoint folder to validate against: --model, else the circuit's recorded model."""
     if override:
-        return Path(override)
+        return model_path(override)
     recorded = circuit.model.get("path")
     if not recorded:
         raise InputError(f"{circuit_dir}: the circuit does not record its model's path; pass --model RUN")
@@ -42,30 +52,24 @@ def _model_path(circuit: Circuit, circuit_dir: Path, override: str | None) -> Pa
 
 
 def _run(args: argparse.Namespace) -> int:
+    from sparsecircuits.checkpoint import load_checkpoint
+    from sparsecircuits.circuits import Circuit
+    from sparsecircuits.validate.verdict import task_from_info, validate
+
     circuit_dir = Path(args.circuit)
     circuit = Circuit.load(circuit_dir)
-    ckpt = load_checkpoint(_model_path(circuit, circuit_dir, args.model))
-    task = load_task_file(args.task) if args.task else task_from_info(circuit.task)
+    ckpt = load_checkpoint(_circuit_model(circuit, circuit_dir, args.model), device=resolve_device(args.device))
+    task = resolve_task(args.task) if args.task else task_from_info(circuit.task)
     if ckpt.tokenizer is None and task.source != "python":
         raise InputError(
             f"checkpoint {ckpt.path} has no tokenizer.json, which task {task.name} needs; "
             "use a checkpoint saved with its tokenizer"
         )
-    data = args.data or default_data_dir(ckpt.training, ckpt.path)
+    data = args.data or ckpt.corpus
     report = validate(
-        circuit_dir,
-        ckpt.model,
-        ckpt.tokenizer,
-        args.controls,
-        task=task,
-        data=data,
-        cache_dir=ckpt.path,
-        n_pairs=args.pairs,
-        steps=args.steps,
-        n_random=args.random_draws,
-        n_seeds=args.seeds,
-        seed=args.seed,
-        progress=not args.no_progress,
+        circuit_dir, ckpt.model, ckpt.tokenizer, args.controls, task=task, data=data,
+        cache_dir=ckpt.path, n_pairs=args.pairs, steps=args.steps, n_random=args.random_draws,
+        n_seeds=args.seeds, seed=args.seed, progress=not args.no_progress,
     )
     if args.json:
         print(json.dumps(report.to_dict(), indent=1))
@@ -77,7 +81,8 @@ def _run(args: argparse.Namespace) -> int:
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add the `validate` command."""
-    p = subparsers.add_parser(
+    p = add_command(
+        subparsers,
         "validate",
         help="how far a circuit can be trusted: metrics, controls, verdict",
         description=(
@@ -90,11 +95,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--circuit", required=True, metavar="DIR", help="circuit folder (circuit.json)")
     p.add_argument("--controls", default="core", metavar="LIST", help=CONTROLS_HELP)
-    p.add_argument("--model", metavar="RUN", help="checkpoint folder (default: the circuit's model.path)")
-    p.add_argument("--task", metavar="FILE", help="JSONL task file (default: the circuit's task)")
+    p.add_argument("--model", metavar="RUN", help=MODEL_HELP + " (default: the circuit's model.path)")
+    add_task(p, required=False, help="a task name or a JSONL file of pairs (default: the circuit's task)")
     p.add_argument("--data", metavar="DIR", help="corpus folder for mean ablation (default: the model's)")
+    add_device(p)
     p.add_argument("--pairs", type=int, metavar="N", help="held-out pairs (default: pruning's n_eval_pairs)")
-    p.add_argument("--steps", type=int, metavar="N", help="pruning steps of the controls that prune")
+    p.add_argument("--steps", type=int, metavar="N",
+                   help="pruning steps of the controls that prune (default: the circuit's own)")
     p.add_argument("--random-draws", type=int, default=DEFAULT_RANDOM_DRAWS, metavar="N",
                    help="random circuits drawn (random_circuits)")
     p.add_argument("--seeds", type=int, default=DEFAULT_SEEDS, metavar="S",

@@ -1,0 +1,165 @@
+"""What every command shares: the help format, and one spelling and one behaviour for
+`--model`, `--task`, `--device` and `--out`.
+
+Torch-free: parsers are built, and `--help` answers, without importing the model code;
+anything heavy is imported inside the function that needs it.
+"""
+
+from __future__ import annotations
+
+import argparse
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from sparsecircuits.bundled_names import resolve_model_spec
+from sparsecircuits.errors import InputError
+
+MODEL_HELP = "checkpoint folder, or a bundled model: bundled:small-sparse, bundled:small-dense"
+TASK_HELP = "a task name (see `tasks list`) or a JSONL file of pairs"
+DEVICE_HELP = "where the model runs: cpu, cuda, cuda:N, mps, or auto (cuda when available, else cpu)"
+
+
+class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Appends "(default: X)" to every option that takes a value and does not state its default.
+
+    Flags (store_true) are off unless given; an option whose default is None must say in
+    its help what that means (a test checks that every option's help names its default).
+    """
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        text = action.help or ""
+        if "default" in text or action.nargs == 0 or action.default is None:
+            return text
+        return super()._get_help_string(action)
+
+
+class RawHelpFormatter(HelpFormatter, argparse.RawTextHelpFormatter):
+    """`HelpFormatter` that keeps the line breaks of descriptions and option help."""
+
+
+def add_command(
+    sub: argparse._SubParsersAction, name: str, *, raw: bool = False, **kwargs: Any
+) -> argparse.ArgumentParser:
+    """Add subcommand `name` with the shared help format (`raw` keeps line breaks)."""
+    return sub.add_parser(name, formatter_class=RawHelpFormatter if raw else HelpFormatter, **kwargs)
+
+
+def add_alias(parser: argparse.ArgumentParser | Any, flag: str, dest: str, **kwargs: Any) -> None:
+    """An old spelling of an option, accepted but not shown in `--help`."""
+    parser.add_argument(flag, dest=dest, help=argparse.SUPPRESS, default=argparse.SUPPRESS, **kwargs)
+
+
+def add_model(parser: argparse.ArgumentParser, *, required: bool = True, help: str = MODEL_HELP) -> None:
+    """`--model RUN`: a checkpoint folder or a `bundled:` name."""
+    parser.add_argument("--model", required=required, metavar="RUN", help=help)
+
+
+def add_device(parser: argparse.ArgumentParser) -> None:
+    """`--device`, on every command that runs a model."""
+    parser.add_argument("--device", default="cpu", metavar="DEVICE", help=DEVICE_HELP)
+
+
+def add_force(parser: argparse.ArgumentParser, what: str) -> None:
+    """`--force`: replace an existing output of this command (never anything else)."""
+    parser.add_argument("--force", action="store_true", help=f"replace --out if it already holds {what}")
+
+
+def add_task(parser: argparse.ArgumentParser, *, required: bool, help: str = TASK_HELP) -> None:
+    """`--task NAME|FILE`, with `--task-file` as a hidden alias."""
+    group = parser.add_mutually_exclusive_group(required=required)
+    group.add_argument("--task", metavar="NAME|FILE", help=help)
+    add_alias(group, "--task-file", "task")
+
+
+def model_path(spec: str) -> Path:
+    """The folder `--model SPEC` names (`bundled:NAME` or a path)."""
+    return resolve_model_spec(spec)
+
+
+def resolve_task(spec: str) -> Any:
+    """A registered task by name, or a JSONL task file by path."""
+    from sparsecircuits.tasks import get_task, load_task_file, registered_tasks
+
+    if spec in registered_tasks():
+        return get_task(spec)
+    if spec.endswith(".jsonl") or Path(spec).is_file():
+        return load_task_file(spec)
+    return get_task(spec)
+
+
+def resolve_device(spec: str) -> str:
+    """`--device` as a torch device string; an unavailable device is an input error."""
+    import torch
+
+    if spec == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    try:
+        device = torch.device(spec)
+    except RuntimeError as exc:
+        raise InputError(f"--device {spec!r} is not a device; {DEVICE_HELP}") from exc
+    available = {
+        "cpu": True,
+        "cuda": torch.cuda.is_available()
+        and (device.index is None or device.index < torch.cuda.device_count()),
+        "mps": torch.backends.mps.is_available(),
+    }.get(device.type, False)
+    if not available:
+        raise InputError(f"--device {spec}: no such device on this machine; use --device cpu or auto")
+    return spec
+
+
+@dataclass(frozen=True)
+class Artifact:
+    """What a command writes at `--out`: a folder recognized by its `markers`, or a file.
+
+    A folder holding any of `foreign` is another command's artifact (a training run holds a
+    checkpoint's files too) and is never replaced.
+    """
+
+    name: str
+    markers: tuple[str, ...] = ()
+    foreign: tuple[str, ...] = ()
+    is_dir: bool = True
+
+    def holds(self, path: Path) -> bool:
+        """Whether existing `path` is this artifact (or an empty folder)."""
+        if not self.is_dir:
+            return path.is_file()
+        if not path.is_dir():
+            return False
+        if not any(path.iterdir()):
+            return True
+        return all((path / m).exists() for m in self.markers) and not any(
+            (path / f).exists() for f in self.foreign
+        )
+
+
+CORPUS = Artifact("corpus folder", markers=("manifest.json", "shards.json"))
+# The file names of each artifact, spelled here so that `--out` is checked before torch loads
+# (tests/test_cli_common.py checks them against the library's constants).
+TRAINING_RUN_FILES = ("run_config.json", "state")
+CHECKPOINT = Artifact(
+    "checkpoint folder", markers=("config.json", "model.safetensors"), foreign=TRAINING_RUN_FILES
+)
+CIRCUIT = Artifact("circuit folder", markers=("circuit.json",))
+REFERENCE = Artifact("reference checkpoint folder", markers=("beeg_config.json", "final_model.pt"))
+FILE = Artifact("file", is_dir=False)
+
+
+def check_out(out: str | Path, artifact: Artifact, force: bool) -> Path:
+    """Apply the one `--out` rule: a new path is written; an existing output of this kind is
+    replaced only with `--force`; anything else (a file where a folder goes, a folder of
+    other things, a training run) is refused and left untouched."""
+    path = Path(out)
+    if not path.exists():
+        return path
+    if not artifact.holds(path):
+        kind = "a folder" if path.is_dir() else "a file"
+        raise InputError(
+            f"--out {path} is {kind} but not a {artifact.name}; it is left untouched, "
+            "choose another --out"
+        )
+    if not force:
+        raise InputError(f"--out {path} already exists; pass --force to replace it, or choose another --out")
+    return path
