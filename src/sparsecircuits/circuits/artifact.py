@@ -50,6 +50,7 @@ from sparsecircuits.circuits.records import (
     TaskRecord,
 )
 from sparsecircuits.errors import InputError
+from sparsecircuits.jsonio import read_json
 from sparsecircuits.model import SparseTransformer
 from sparsecircuits.model.locations import all_node_hooks, hook_location, node_locations, node_width
 
@@ -195,10 +196,7 @@ class Circuit:
         file = path if path.is_file() else path / CIRCUIT_FILE
         if not file.is_file():
             raise InputError(f"{path}: no {CIRCUIT_FILE} there; give the folder written by `sparsecircuits prune`")
-        try:
-            data = json.loads(file.read_text(encoding="utf-8"))
-        except json.JSONDecodeError as exc:
-            raise InputError(f"{file} is not valid JSON ({exc}); re-run `sparsecircuits prune`") from exc
+        data = read_json(file, "re-run `sparsecircuits prune`")
         circuit = cls.from_dict(data, source=str(file))
         masks_file = file.parent / MASKS_FILE
         if masks_file.is_file():

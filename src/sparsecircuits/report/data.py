@@ -20,6 +20,7 @@ from sparsecircuits import __version__
 from sparsecircuits.checkpoint import TrainingRecord, load_config
 from sparsecircuits.circuits import CIRCUIT_FILE, Circuit, node_id, parse_node_id
 from sparsecircuits.errors import InputError
+from sparsecircuits.jsonio import read_json
 from sparsecircuits.model import ModelConfig, SparseTransformer
 from sparsecircuits.model.locations import get_location, hook_location, node_locations
 from sparsecircuits.report.html import REPORT_FORMAT, index_entry
@@ -29,17 +30,10 @@ METRICS_FILE = "metrics.jsonl"
 MAX_EMBED_TOKENS = 12  # embedding terminals drawn (the tokens with the largest total |weight|)
 
 
-def _read_json(path: Path, what: str) -> Any:
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as exc:
-        raise InputError(f"{path} is not valid JSON ({exc}); regenerate the {what}") from exc
-
-
 def load_validation(circuit_dir: str | Path) -> dict[str, Any] | None:
     """DIR/validation.json when present, else None."""
     file = Path(circuit_dir) / VALIDATION_FILE
-    return _read_json(file, "validation") if file.is_file() else None
+    return read_json(file, "regenerate the validation with `sparsecircuits validate`") if file.is_file() else None
 
 
 def _node_records(nodes: Mapping[str, Sequence[int]], cfg: ModelConfig | None) -> list[dict[str, Any]]:
@@ -284,7 +278,7 @@ def build_run_data(run_dir: str | Path, circuits: Sequence[Mapping[str, Any]] = 
     run_dir = Path(run_dir)
     if not (run_dir / "config.json").is_file() and not (run_dir / METRICS_FILE).is_file():
         raise InputError(f"--run {run_dir}: neither config.json nor {METRICS_FILE} there; give a training run folder")
-    training = _read_json(run_dir / "training.json", "training record") if (run_dir / "training.json").is_file() else None
+    training = read_json(run_dir / "training.json", "regenerate the training record") if (run_dir / "training.json").is_file() else None
     model = None
     if (run_dir / "model.safetensors").is_file():
         from sparsecircuits.checkpoint import load_checkpoint

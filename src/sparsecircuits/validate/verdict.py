@@ -25,6 +25,7 @@ from sparsecircuits.atomic import atomic_write_text
 from sparsecircuits.checkpoint import Checkpoint, stage_inputs
 from sparsecircuits.circuits import Circuit, TaskRecord
 from sparsecircuits.errors import InputError
+from sparsecircuits.jsonio import read_json
 from sparsecircuits.model import SparseTransformer
 from sparsecircuits.prune import PruneConfig
 from sparsecircuits.prune.pipeline import circuit_ablation_values
@@ -287,11 +288,7 @@ class ValidationReport:
         path = Path(circuit_dir) / VALIDATION_FILE
         if not path.is_file():
             raise InputError(f"{path} is missing; run `sparsecircuits validate --circuit {circuit_dir}`")
-        try:
-            data = json.loads(path.read_text(encoding="utf-8"))
-        except json.JSONDecodeError as exc:
-            raise InputError(f"{path} is not valid JSON ({exc}); re-run `sparsecircuits validate`") from exc
-        return cls.from_dict(data, source=str(path))
+        return cls.from_dict(read_json(path, "re-run `sparsecircuits validate`"), source=str(path))
 
     def save(self, circuit_dir: str | Path) -> Path:
         """Write validation.json into the circuit folder (atomically)."""
