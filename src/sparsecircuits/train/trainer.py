@@ -16,7 +16,6 @@ sweeps) reuse it; `train` is the one-call entry point.
 from __future__ import annotations
 
 import math
-import os
 import sys
 import time
 from collections.abc import Sequence
@@ -37,6 +36,7 @@ from sparsecircuits.errors import InputError
 from sparsecircuits.model import SparseTransformer
 from sparsecircuits.model.sparsity import WeightSparsifier, sparsity_report
 from sparsecircuits.train.config import RunConfig, TrainConfig, apply_overrides, load_run_config
+from sparsecircuits.train.devices import Dist, native_bf16, ranks_identical, setup_device
 from sparsecircuits.train.schedule import kept_fraction, learning_rate
 from sparsecircuits.train.state import (
     ResumeState,
@@ -66,47 +66,6 @@ class TrainResult:
     seconds: float
     tokens_per_second: float
     training: dict[str, Any]
-
-
-@dataclass
-class _Dist:
-    rank: int = 0
-    world_size: int = 1
-    local_rank: int = 0
-    owns_group: bool = False
-
-    @property
-    def main(self) -> bool:
-        return self.rank == 0
-
-
-def native_bf16(device: torch.device) -> bool:
-    """Whether the device has native bfloat16 matmuls, where bf16 autocast is faster than float32."""
-    if device.type == "cuda":
-        return torch.cuda.is_bf16_supported()
-    probes = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")  # private but stable in torch.cpu
-    return any(getattr(torch.cpu, name, lambda: False)() for name in probes)
-
-
-def _setup(cfg: TrainConfig) -> tuple[_Dist, torch.device]:
-    """Join the torchrun process group (if launched so) and pick the device."""
-    want = cfg.device
-    if want == "auto":
-        want = "cuda" if torch.cuda.is_available() else "cpu"
-    if want == "cuda" and not torch.cuda.is_available():
-        raise InputError("train.device='cuda' but no CUDA device is available; use device=cpu or auto")
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    d = _Dist()
-    if world > 1:
-        d.world_size, d.rank = world, int(os.environ["RANK"])
-        d.local_rank = int(os.environ.get("LOCAL_RANK", "0"))
-        if not dist.is_initialized():
-            dist.init_process_group(backend="nccl" if want == "cuda" else "gloo")
-            d.owns_group = True
-    if want == "cuda":
-        torch.cuda.set_device(d.local_rank)
-        return d, torch.device("cuda", d.local_rank)
-    return d, torch.device("cpu")
 
 
 def _open_data(data_dir: Path, run: RunConfig) -> TokenShards:
@@ -163,24 +122,6 @@ def _evaluate(model: SparseTransformer, batches: list[tuple[torch.Tensor, torch.
     return total / len(batches)
 
 
-def _ranks_identical(model: SparseTransformer, d: _Dist) -> bool | None:
-    """Whether every rank holds the same weights (sum, abs-sum and nonzero count per tensor)."""
-    if d.world_size == 1:
-        return None
-    with torch.no_grad():
-        mine = torch.stack(
-            [
-                torch.stack([p.double().sum(), p.double().abs().sum(), (p != 0).sum().double()])
-                for p in model.parameters()
-            ]
-        ).cpu()
-    if dist.get_backend() == "nccl":
-        mine = mine.cuda()
-    gathered = [torch.empty_like(mine) for _ in range(d.world_size)]
-    dist.all_gather(gathered, mine)
-    return all(torch.equal(gathered[0], g) for g in gathered[1:])
-
-
 def train(
     config: RunConfig | str | Path,
     data_dir: str | Path,
@@ -197,7 +138,7 @@ def train(
     run = load_run_config(config, overrides) if not isinstance(config, RunConfig) else config
     if isinstance(config, RunConfig) and overrides:
         run = apply_overrides(run, overrides)
-    d, device = _setup(run.train)
+    d, device = setup_device(run.train)
     try:
         return Trainer(run, data_dir, out_dir, resume, progress, d, device).fit()
     finally:
@@ -219,13 +160,13 @@ class Trainer:
         out_dir: str | Path,
         resume: bool = False,
         progress: bool = True,
-        d: _Dist | None = None,
+        d: Dist | None = None,
         device: torch.device | None = None,
     ) -> None:
         self.run, self.cfg = run, run.train
         self.data_dir, self.out_dir, self.progress = Path(data_dir), Path(out_dir), progress
         if d is None or device is None:
-            d, device = _setup(self.cfg)  # joins the torchrun process group when launched so
+            d, device = setup_device(self.cfg)  # joins the torchrun process group when launched so
         self.d, self.device = d, device
         self._start_step, self._t_start = 0, time.perf_counter()
         self.val_loss: float | None = None
@@ -437,7 +378,7 @@ class Trainer:
         """Write the final model and training.json (rank 0) and return the result."""
         if self.val_loss is None and self.d.main:  # a resume of an already finished run
             self.val_loss = self.evaluate()
-        identical = _ranks_identical(self.model, self.d)
+        identical = ranks_identical(self.model, self.d)
         training = self.training_record(identical)
         if self.d.main:
             write_final(self.out_dir, self.model, self.shards.tokenizer_path, training)
