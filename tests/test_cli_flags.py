@@ -106,7 +106,7 @@ def test_names_spelled_torch_free_equal_the_library_constants() -> None:
     from sparsecircuits.train import list_presets
     from sparsecircuits.train.state import RUN_CONFIG_FILE, STATE_DIR
     from sparsecircuits.validate import controls
-    from sparsecircuits.validate.verdict import VALIDATION_FILE
+    from sparsecircuits.validate.pipeline import VALIDATION_FILE
 
     assert common.CHECKPOINT.markers == (CONFIG_FILE, WEIGHTS_FILE)
     assert common.TRAINING_RUN_FILES == (RUN_CONFIG_FILE, STATE_DIR)

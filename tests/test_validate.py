@@ -309,8 +309,8 @@ def test_jaccard():
 def test_validation_json_round_trips_through_the_typed_report(tmp_path):
     """validation.json reads back into the typed report (Verdict of Checks) and writes the
     same JSON again."""
+    from sparsecircuits.validate.pipeline import VALIDATION_FILE, ValidationReport
     from sparsecircuits.validate.records import Verdict
-    from sparsecircuits.validate.verdict import VALIDATION_FILE, ValidationReport
 
     v = verdict(_metrics(circuit=0.4), {"random_init": _pruned(True, 1.0)}, 0.15)
     assert isinstance(v, Verdict) and v.check("sufficiency").passed is False

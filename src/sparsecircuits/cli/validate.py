@@ -54,7 +54,7 @@ def _circuit_model(circuit: Any, circuit_dir: Path, override: str | None) -> Pat
 def _run(args: argparse.Namespace) -> int:
     from sparsecircuits.checkpoint import load_checkpoint
     from sparsecircuits.circuits import Circuit
-    from sparsecircuits.validate.verdict import task_from_info, validate
+    from sparsecircuits.validate.pipeline import task_from_info, validate
 
     circuit_dir = Path(args.circuit)
     circuit = Circuit.load(circuit_dir)

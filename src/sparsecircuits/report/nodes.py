@@ -29,7 +29,7 @@ from sparsecircuits.model.locations import hook_location, node_width
 from sparsecircuits.prune.pipeline import circuit_ablation_values
 from sparsecircuits.tasks import make_batch, p_correct, task_loss
 from sparsecircuits.tasks.loss import TaskBatch, check_fits
-from sparsecircuits.validate.verdict import task_from_info
+from sparsecircuits.validate.pipeline import task_from_info
 
 REMOVAL_GROUP = 4  # task rows of similar length per group in single-node removal
 REMOVAL_ROWS = 32  # batch rows per forward pass of single-node removal

@@ -33,16 +33,15 @@ from sparsecircuits.validate.metrics import (
     necessity,
 )
 from sparsecircuits.validate.nonsense import NonsenseTask, nonsense_pair, nonsense_task
-from sparsecircuits.validate.verdict import (
+from sparsecircuits.validate.pipeline import (
     VALIDATION_FILE,
     VALIDATION_FORMAT,
-    Thresholds,
     ValidationReport,
     prune_config_of,
     task_from_info,
     validate,
-    verdict,
 )
+from sparsecircuits.validate.verdict import Thresholds, verdict
 
 __all__ = [
     "CHANCE_LOSS",
