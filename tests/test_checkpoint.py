@@ -131,3 +131,14 @@ def test_bundled_checkpoints_bring_their_validation_corpus():
     assert ckpt.corpus is not None and ckpt.corpus.name == "corpus-val"
     assert ckpt.model.tokenizer is ckpt.tokenizer
     assert ckpt.record.final_val_loss is not None
+
+
+def test_stages_refuse_a_model_off_the_cpu_with_a_clear_error():
+    """prune, validate and the report build their batches on the CPU: a model elsewhere
+    (here the meta device, as a stand-in for a GPU) is an InputError naming the fix."""
+    from sparsecircuits.checkpoint import stage_inputs
+    from sparsecircuits.errors import InputError
+
+    with pytest.raises(InputError, match="--device cpu"):
+        stage_inputs(tiny().to("meta"))
+    assert stage_inputs(tiny()).model is not None

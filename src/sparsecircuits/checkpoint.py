@@ -167,7 +167,13 @@ def stage_inputs(
 ) -> StageInputs:
     """Unpack a Checkpoint (or a bare model) for a stage; arguments given explicitly win,
     the rest come from the checkpoint (its tokenizer, corpus and folder) or, for a bare
-    model, from the model (the tokenizer it carries)."""
+    model, from the model (the tokenizer it carries). Pruning, validation and the report
+    build their batches on the CPU, so a model elsewhere is an input error, not a crash."""
+    net = model.model if isinstance(model, Checkpoint) else model
+    where = next(net.parameters()).device
+    if where.type != "cpu":
+        raise InputError(f"the model is on {where}; pruning, validation and the report run on the CPU "
+                         "for now: load it with device='cpu' (--device cpu)")
     if isinstance(model, Checkpoint):
         return StageInputs(
             model.model,

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from sparsecircuits import __version__
-from sparsecircuits.checkpoint import TrainingRecord, load_config
+from sparsecircuits.checkpoint import TrainingRecord, load_config, stage_inputs
 from sparsecircuits.circuits import CIRCUIT_FILE, Circuit, node_id, parse_node_id
 from sparsecircuits.errors import InputError
 from sparsecircuits.jsonio import read_json
@@ -168,6 +168,7 @@ def build_report_data(
     elif not isinstance(circuit, Circuit):
         circuit = Circuit.from_dict(circuit)
     if model is not None:
+        stage_inputs(model)  # a model off the CPU is an input error
         circuit.check_against(model)
     cfg = model.cfg if model is not None else _config_from_path(circuit)
     nodes = _node_records(circuit.nodes, cfg)
