@@ -193,3 +193,15 @@ def test_cli_circuit_run_and_errors(setup, tmp_path, capsys):
     assert "circuit.json" in capsys.readouterr().err
     assert main(["report", "--circuit", str(folder), "--out", str(tmp_path / "x.txt")]) == 2
     assert not (tmp_path / "x.html").exists()
+
+
+def test_a_checkpoint_brings_tokenizer_corpus_and_losses(setup):
+    """Given the Checkpoint handle, the report needs nothing else: the tokenizer, the corpus
+    of its training record and its losses come with it."""
+    from sparsecircuits.checkpoint import load_checkpoint
+
+    model, _, _, circuit, _ = setup
+    ckpt = load_checkpoint(circuit.model["path"])
+    data = build_report_data(circuit, ckpt, n_pairs=4, n_windows=4)
+    assert data["examples"] and all(n["snippets"] is not None for n in data["nodes"])
+    assert data["model"]["val_loss"] == 4.5

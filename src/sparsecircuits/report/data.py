@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from sparsecircuits import __version__
-from sparsecircuits.checkpoint import TrainingRecord, load_config, stage_inputs
+from sparsecircuits.checkpoint import Checkpoint, TrainingRecord, load_config, stage_inputs
 from sparsecircuits.circuits import CIRCUIT_FILE, Circuit, node_id, parse_node_id
 from sparsecircuits.errors import InputError
 from sparsecircuits.jsonio import read_json
@@ -138,7 +138,7 @@ def model_card(
 
 def build_report_data(
     circuit: str | Path | Circuit | Mapping[str, Any],
-    model: SparseTransformer | None = None,
+    model: SparseTransformer | Checkpoint | None = None,
     tokenizer: Any | None = None,
     shards: Any | None = None,
     validation: Mapping[str, Any] | None = None,
@@ -156,7 +156,8 @@ def build_report_data(
     """The JSON-ready data of one circuit's report.
 
     `circuit` is a circuit folder (its validation.json is read too), a `Circuit` or the
-    content of a circuit.json. With `model` (checked against the circuit's fingerprint) and
+    content of a circuit.json. With `model` (checked against the circuit's fingerprint; a
+    `Checkpoint` brings its tokenizer, corpus and training record) and
     `tokenizer`, task examples and per-node details are computed on `n_pairs` test pairs;
     with `shards` (a corpus folder or TokenShards) as well, the top `n_snippets` snippets of
     +-`radius` tokens come from `n_windows` validation windows of `window` tokens.
@@ -168,7 +169,10 @@ def build_report_data(
     elif not isinstance(circuit, Circuit):
         circuit = Circuit.from_dict(circuit)
     if model is not None:
-        stage_inputs(model)  # a model off the CPU is an input error
+        if isinstance(model, Checkpoint):
+            training = training if training is not None else model.training
+        given = stage_inputs(model, tokenizer, shards)  # a model off the CPU is an input error
+        model, tokenizer, shards = given.model, given.tokenizer, given.data
         circuit.check_against(model)
     cfg = model.cfg if model is not None else _config_from_path(circuit)
     nodes = _node_records(circuit.nodes, cfg)
