@@ -42,8 +42,10 @@ def _changed_value(flag: prune.Flag) -> tuple[list[str], object]:
         return [flag.flag, "attn_v,mlp_neuron"], ("attn_v", "mlp_neuron")
     if flag.field == "betas":
         return [flag.flag, "0.8", "0.9"], (0.8, 0.9)
-    if flag.field == "ablation":
-        return [flag.flag, "zero"], "zero"
+    choices = dict(flag.extra).get("choices")
+    if choices:
+        other = next(c for c in choices if c != flag.default)
+        return [flag.flag, other], other
     if flag.default is False:
         return [flag.flag], True
     value = flag.default + 1 if flag.type is int else flag.default * 2
@@ -102,6 +104,8 @@ def test_names_spelled_torch_free_equal_the_library_constants() -> None:
     from sparsecircuits.circuits import CIRCUIT_FILE
     from sparsecircuits.interop.openai import REF_CONFIG_FILE, REF_WEIGHTS_FILE
     from sparsecircuits.prune.ablation import ABLATIONS
+    from sparsecircuits.prune.methods import METHODS
+    from sparsecircuits.prune.optimize import TIE_BREAKS
     from sparsecircuits.tasks import DEFAULT_TARGET_LOSS, SPLITS
     from sparsecircuits.train import list_presets
     from sparsecircuits.train.state import RUN_CONFIG_FILE, STATE_DIR
@@ -114,6 +118,7 @@ def test_names_spelled_torch_free_equal_the_library_constants() -> None:
     assert common.REFERENCE.markers == (REF_CONFIG_FILE, REF_WEIGHTS_FILE)
     assert sorted(model.BIGRAM_DTYPES) == sorted(HALF_DTYPES)
     assert prune.ABLATIONS == ABLATIONS
+    assert prune.METHODS == tuple(METHODS) and prune.TIE_BREAKS == TIE_BREAKS
     assert (tasks.SPLITS, tasks.DEFAULT_TARGET_LOSS, tasks.TOKENIZER_FILE) == (SPLITS, DEFAULT_TARGET_LOSS, TOKENIZER_FILE)
     assert train.preset_names() == list_presets()
     assert validate.CONTROL_NAMES == tuple(controls.CONTROLS)

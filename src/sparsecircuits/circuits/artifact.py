@@ -1,7 +1,7 @@
 """The Circuit artifact: kept nodes, the edges between them, losses and every setting.
 
-A circuit folder holds `circuit.json` (below) and `masks.safetensors` (the pruning mask
-parameters tau per node-location hook). Node ids are "HOOK:INDEX", e.g.
+A circuit folder holds `circuit.json` (below) and `masks.safetensors` (the discovery
+method's score of every candidate node per hook: the mask parameters tau for `masks`). Node ids are "HOOK:INDEX", e.g.
 "blocks.0.attn.hook_q:17" (q/k/v nodes are indexed head x d_head + channel).
 
 circuit.json fields:
@@ -22,7 +22,10 @@ circuit.json fields:
   attn_out/mlp_out nodes
 - `losses`: {"full", "circuit", "circuit_calibrated", "ablate_all", "circuit_ablated"}
 - `curve`: [{"k", "loss"}] evaluated during bisection; `calibration`: {"scale", "shift"}
-- `pruning`: every pruning setting; `tokens`: {"prompt", "answer"} token ids of the task
+- `pruning`: every discovery setting, the method among them (`method`, "masks" when
+  absent), `k` and `n_masked_nodes`; `tokens`: {"prompt", "answer"} token ids of the task
+- `minimality` (only after the minimality pass): {"one_minimal", "dropped",
+  "loss_increase": node id -> the held-out loss increase when that node alone is removed}
 
 The bigram table, biases and norms are not nodes: they stay as in the full model.
 """
@@ -81,7 +84,8 @@ class Circuit:
     tokens: dict[str, list[int]] = field(default_factory=dict)
     version: str = __version__
     format: str = CIRCUIT_FORMAT
-    masks: dict[str, torch.Tensor] | None = None  # tau per hook; saved to masks.safetensors
+    minimality: dict[str, Any] | None = None  # the minimality pass: one_minimal, dropped, loss_increase
+    masks: dict[str, torch.Tensor] | None = None  # the method's node scores (tau for masks); masks.safetensors
 
     def __post_init__(self) -> None:
         """Accept the records as plain dicts too (as circuit.json holds them)."""
@@ -139,6 +143,7 @@ class Circuit:
             "residual_links": [e.to_dict() for e in self.residual_links],
             "embed_links": [e.to_dict() for e in self.embed_links],
             "unembed_links": [e.to_dict() for e in self.unembed_links],
+            **({"minimality": self.minimality} if self.minimality is not None else {}),
         }
 
     @classmethod
@@ -173,6 +178,7 @@ class Circuit:
                 calibration=CalibrationRecord.from_dict(d.get("calibration")),
                 tokens={k: [int(t) for t in v] for k, v in d.get("tokens", {}).items()},
                 version=str(d.get("version", "")),
+                minimality=dict(d["minimality"]) if d.get("minimality") is not None else None,
                 **links,
             )
         except (AttributeError, KeyError, TypeError, ValueError) as exc:

@@ -28,6 +28,8 @@ from sparsecircuits.cli.common import (
 from sparsecircuits.errors import InputError
 
 ABLATIONS = ("mean", "zero", "task_mean")  # prune.ablation.ABLATIONS, spelled torch-free
+METHODS = ("masks", "attribution", "attribution_ig", "acdc")  # prune.methods.METHODS, torch-free
+TIE_BREAKS = ("index", "attribution")  # prune.optimize.TIE_BREAKS
 
 
 def parse_locations(text: str) -> tuple[str, ...]:
@@ -63,6 +65,14 @@ PRUNE_FLAGS: tuple[Flag, ...] = (
     Flag("target_loss", "--target-loss", 0.15, "task loss the circuit must reach", float),
     Flag("ablation", "--ablation", "mean", "value of pruned nodes", extra=(("choices", ABLATIONS),)),
     Flag("seed", "--seed", 0, "fixes task pairs, mask init and batches", int),
+    Flag("method", "--method", "masks", "discovery method (masks: the paper's learned node masks; "
+         "attribution(_ig): attribution patching, with integrated gradients; acdc: greedy elimination)",
+         extra=(("choices", METHODS),)),
+    Flag("minimal", "--minimal", False, "end with the minimality pass: drop every node the circuit "
+         "does not need and record each node's loss increase", extra=(("action", "store_true"),)),
+    Flag("tie_break", "--tie-break", "index", "masks: order nodes with equal taus by index or by "
+         "attribution", extra=(("choices", TIE_BREAKS),)),
+    Flag("ig_steps", "--ig-steps", 8, "attribution_ig: points on the integration path", int),
     Flag("steps", "--steps", 150, "mask optimization steps", int),
     Flag("locations", "--locations", "all", "node locations to prune: 'all' or a comma-separated list "
          "such as attn_v,mlp_neuron (`sparsecircuits model nodes` lists them)", parse=parse_locations),

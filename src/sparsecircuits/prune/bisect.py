@@ -13,7 +13,7 @@ from sparsecircuits.errors import InputError
 def rank_nodes(tau: Mapping[str, torch.Tensor]) -> list[tuple[str, int]]:
     """Every (hook, index), highest tau first; ties keep hook order then index order."""
     hooks = list(tau)
-    flat = torch.cat([tau[h].detach().flatten().float() for h in hooks])
+    flat = torch.cat([tau[h].detach().flatten().double() for h in hooks])
     owner = [(h, i) for h in hooks for i in range(tau[h].numel())]
     order = torch.sort(-flat, stable=True).indices.tolist()
     return [owner[j] for j in order]

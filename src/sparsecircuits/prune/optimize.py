@@ -22,6 +22,8 @@ from sparsecircuits.prune.ablation import ABLATIONS
 from sparsecircuits.prune.masks import NodeMasks
 from sparsecircuits.tasks import TaskBatch, task_loss
 
+TIE_BREAKS = ("index", "attribution")
+
 
 @dataclass
 class PruneConfig:
@@ -43,6 +45,8 @@ class PruneConfig:
     of the small preset costs 0.28 nats. `temperature` is the sigmoid temperature of the
     surrogate gradient. Bisection and the reported losses use `n_eval_pairs` held-out (test
     split) pairs; the masks are trained on `n_train_pairs` train-split pairs.
+    `method` picks the discovery method (`prune.methods.METHODS`; the mask settings above
+    are the `masks` method's), `minimal` ends any method with the minimality pass.
     """
 
     locations: tuple[str, ...] = LOCATIONS
@@ -62,6 +66,10 @@ class PruneConfig:
     seed: int = 0
     n_train_pairs: int = 1024
     n_eval_pairs: int = 128
+    method: str = "masks"  # a discovery method of prune.methods.METHODS
+    tie_break: str = "index"  # masks: order equal taus by node index or by attribution
+    ig_steps: int = 8  # attribution_ig: points on the integration path
+    minimal: bool = False  # end with the minimality pass (drop nodes the circuit does not need)
 
     def __post_init__(self) -> None:
         self.locations = tuple(self.locations)
@@ -72,11 +80,17 @@ class PruneConfig:
                 f"PruneConfig.locations {list(self.locations)} must be a non-empty subset of "
                 + ", ".join(LOCATIONS)
             )
+        from sparsecircuits.prune.methods import METHODS  # the registry imports this module
+
+        if self.method not in METHODS:
+            raise InputError(f"PruneConfig.method {self.method!r} is unknown; choose one of {', '.join(METHODS)}")
+        if self.tie_break not in TIE_BREAKS:
+            raise InputError(f"PruneConfig.tie_break {self.tie_break!r} is unknown; choose one of {', '.join(TIE_BREAKS)}")
         if self.ablation not in ABLATIONS:
             raise InputError(
                 f"PruneConfig.ablation {self.ablation!r} is unknown; choose one of {', '.join(ABLATIONS)}"
             )
-        for name in ("steps", "batch_pairs", "n_train_pairs", "n_eval_pairs"):
+        for name in ("steps", "batch_pairs", "n_train_pairs", "n_eval_pairs", "ig_steps"):
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
                 raise InputError(f"PruneConfig.{name} must be a positive integer, got {value!r}")

@@ -28,22 +28,20 @@ from sparsecircuits.circuits import (
 )
 from sparsecircuits.errors import InputError
 from sparsecircuits.model import SparseTransformer
-from sparsecircuits.model.interventions import intervened, last_norm_stats
-from sparsecircuits.model.locations import all_node_hooks, node_width
+from sparsecircuits.model.locations import all_node_hooks, node_hooks, node_width
 from sparsecircuits.prune.ablation import Data, ablation_values
 from sparsecircuits.prune.bisect import bisect_k, rank_nodes, top_k_keep
 from sparsecircuits.prune.calibrate import Calibration, calibrate
+from sparsecircuits.prune.evaluate import CircuitEvaluator
+from sparsecircuits.prune.greedy import minimality_pass
+from sparsecircuits.prune.methods import get_method
 from sparsecircuits.prune.optimize import (
     PruneConfig,
     frozen_weights,
-    length_chunks,
-    optimize_masks,
-    select_pairs,
 )
+from sparsecircuits.prune.scores import NodeScores, ScoreInputs
 from sparsecircuits.tasks import EncodedPair, Task, TaskBatch, make_batch, task_loss
 from sparsecircuits.tasks.loss import check_fits
-
-EVAL_CHUNKS = 8  # length groups of the held-out batch at most
 
 
 @dataclass
@@ -57,49 +55,6 @@ class PruneResult:
     calibration: Calibration
     history: list[dict[str, float]]
     seconds: dict[str, float] = field(default_factory=dict)
-
-
-class CircuitEvaluator:
-    """Task loss of the model on a fixed batch with some nodes ablated (norms frozen to the
-    full model's on this batch when asked).
-
-    The batch is evaluated in groups of pairs of similar prompt length (less padding); the
-    full model's norm scales are recorded once per group, on construction.
-    """
-
-    def __init__(
-        self,
-        model: SparseTransformer,
-        batch: TaskBatch,
-        values: Mapping[str, torch.Tensor],
-        freeze_norms: bool,
-    ) -> None:
-        self.model, self.batch, self.values, self.freeze_norms = model, batch, values, freeze_norms
-        n = len(batch) // 2
-        self.groups = [
-            (torch.cat([part, part + n]), select_pairs(batch, part))
-            for part in length_chunks(batch, torch.arange(n), max_chunks=EVAL_CHUNKS)
-        ]
-        self.norm_stats = [
-            last_norm_stats(model, sub.tokens, sub.last_pos)
-            if freeze_norms
-            else None
-            for _, sub in self.groups
-        ]
-
-    @torch.no_grad()
-    def logits(self, keep: Mapping[str, torch.Tensor] | None = None) -> torch.Tensor:
-        """Last-position logits [M, V] with the nodes not in `keep` ablated (None: full model)."""
-        model = self.model
-        out = torch.empty(len(self.batch), model.cfg.vocab_size)
-        for (rows, sub), stats in zip(self.groups, self.norm_stats, strict=True):
-            with intervened(model, keep or {}, self.values, stats):
-                out[rows] = model.last_logits(sub.tokens, sub.last_pos)
-        return out
-
-    def loss(self, keep: Mapping[str, torch.Tensor] | None = None) -> float:
-        """Task loss with the nodes not in `keep` ablated."""
-        return float(task_loss(self.logits(keep), self.batch))
 
 
 def _task_info(task: Any) -> dict[str, Any]:
@@ -170,16 +125,18 @@ def prune_pairs(
         seconds["ablation_values"] = time.perf_counter() - t0
 
         t0 = time.perf_counter()
-        masks, history = optimize_masks(model, train, values, config, progress=progress)
-        seconds["optimize"] = time.perf_counter() - t0
+        hooks = node_hooks(model, config.locations)
+        found = get_method(config.method).score(ScoreInputs(model, train, values, hooks, config, progress))
+        seconds["score"] = time.perf_counter() - t0
 
         t0 = time.perf_counter()
         with frozen_weights(model):
-            result = _discretize(model, masks.tau_dict(), held_out, values, config, progress)
+            result = _discretize(model, found, held_out, values, config, progress)
         seconds["bisect_and_calibrate"] = time.perf_counter() - t0
     finally:
         model.train(was_training)
-    keep, k, curve, calibration, losses = result
+    keep, k, curve, calibration, losses, minimality = result
+    scores = {h: t.float() for h, t in found.scores.items()}
 
     nodes = {h: flags.nonzero().flatten().tolist() for h, flags in keep.items()}
     prompt_tokens = sorted({int(t) for p in eval_pairs for t in (*p.prompt_ids, *p.alt_prompt_ids)})
@@ -200,25 +157,27 @@ def prune_pairs(
         calibration={"scale": calibration.scale, "shift": calibration.shift},
         tokens={"prompt": prompt_tokens, "answer": answer_tokens},
         seed=config.seed,
-        pruning={**config.to_dict(), "n_masked_nodes": masks.n_nodes(), "k": k},
+        pruning={**config.to_dict(), "n_masked_nodes": sum(t.numel() for t in scores.values()), "k": k},
+        minimality=minimality,
         version=__version__,
-        masks=masks.tau_dict(),
+        masks=scores,
     )
-    return PruneResult(circuit, masks.tau_dict(), curve, calibration, history, seconds)
+    return PruneResult(circuit, scores, curve, calibration, found.history, seconds)
 
 
 def _discretize(
     model: SparseTransformer,
-    tau: Mapping[str, torch.Tensor],
+    found: NodeScores,
     batch: TaskBatch,
     values: Mapping[str, torch.Tensor],
     config: PruneConfig,
     progress: bool,
-) -> tuple[dict[str, torch.Tensor], int | None, list[dict[str, float]], Calibration, dict[str, float]]:
-    """Bisect over k, calibrate, and measure the reference losses on the held-out batch."""
+) -> tuple[dict[str, torch.Tensor], int | None, list[dict[str, float]], Calibration, dict[str, float], dict | None]:
+    """Rank by score, bisect over k (the method's hint first), optionally end with the
+    minimality pass, calibrate, and measure the reference losses on the held-out batch."""
     evaluator = CircuitEvaluator(model, batch, values, config.freeze_norms)
-    ranking = rank_nodes(tau)
-    widths = {h: node_width(model, h) for h in tau}
+    ranking = rank_nodes(found.scores)
+    widths = {h: node_width(model, h) for h in found.scores}
     bar = tqdm(desc="bisecting k", unit="eval", disable=not progress, leave=False)
     logits_by_k: dict[int, torch.Tensor] = {}
 
@@ -233,26 +192,28 @@ def _discretize(
         bar.set_postfix(k=k, loss=f"{loss:.3f}")
         return loss
 
-    n_kept = sum(int((t > 0).sum()) for t in tau.values())
-    k, curve = bisect_k(loss_at, len(ranking), config.target_loss, hint=n_kept)
-    # When even every node misses the target, keep the nodes the masks kept.
-    k_used = n_kept if k is None else k
+    k, curve = bisect_k(loss_at, len(ranking), config.target_loss, hint=found.hint)
+    # When even every node misses the target, keep the nodes the method proposed.
+    k_used = (found.hint or 0) if k is None else k
     pruned = top_k_keep(ranking, k_used, widths)
+    minimality = None
+    if config.minimal and k is not None:
+        pruned, minimality = minimality_pass(evaluator, pruned, ranking, config.target_loss, progress)
     # Every node location appears in the circuit; locations that were not pruned keep all.
     keep = {
         h: pruned.get(h, torch.ones(node_width(model, h), dtype=torch.bool)) for h in all_node_hooks(model)
     }
-    circuit_logits = logits_at(k_used)
+    circuit_logits = logits_at(k_used) if minimality is None else evaluator.logits(pruned)
     calibration = calibrate(circuit_logits, batch, steps=config.calibrate_steps)
     losses = {
-        "full": loss_at(len(ranking)),  # keeping every masked node runs the model unchanged
+        "full": loss_at(len(ranking)),  # keeping every candidate node runs the model unchanged
         "circuit": float(task_loss(circuit_logits, batch)),
         "circuit_calibrated": calibration.loss_after,
         "ablate_all": loss_at(0),
         "circuit_ablated": evaluator.loss({h: ~flags for h, flags in pruned.items()}),
     }
     bar.close()
-    return keep, k, curve, calibration, losses
+    return keep, k, curve, calibration, losses, minimality
 
 
 def circuit_ablation_values(

@@ -1,0 +1,78 @@
+"""The discovery-method registry, each method on the planted model of test_prune_planted,
+and the minimality pass."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from sparsecircuits.circuits import Circuit
+from sparsecircuits.errors import InputError
+from sparsecircuits.model.locations import node_width
+from sparsecircuits.prune import PruneConfig, prune
+from sparsecircuits.prune.methods import METHODS, DiscoveryMethod
+from sparsecircuits.prune.scores import NodeScores, ScoreInputs
+from test_prune_planted import PLANTED, PlantedTask, _node_set, planted_model
+
+FAST = dict(ablation="zero", n_train_pairs=128, n_eval_pairs=64, batch_pairs=32)
+
+
+def _prune(**settings) -> Circuit:
+    return prune(planted_model(), PlantedTask(name="planted"), None, PruneConfig(**{**FAST, **settings}),
+                 progress=False).circuit
+
+
+def _precision_recall(circuit: Circuit) -> tuple[float, float]:
+    got, want = _node_set(circuit.nodes), _node_set(PLANTED)  # every location was pruned
+    return len(got & want) / max(1, len(got)), len(got & want) / len(want)
+
+
+def test_a_method_added_to_the_table_is_used_and_recorded(monkeypatch) -> None:
+    """A made-up method that scores the planted nodes highest: the shared discretize step
+    bisects to exactly them, and the circuit records the method."""
+    calls: list[ScoreInputs] = []
+
+    def oracle(inputs: ScoreInputs) -> NodeScores:
+        calls.append(inputs)
+        scores = {h: torch.zeros(node_width(inputs.model, h)) for h in inputs.hooks}
+        for hook, idx in PLANTED.items():
+            scores[hook][idx] = 1.0
+        return NodeScores(scores)
+
+    monkeypatch.setitem(METHODS, "oracle", DiscoveryMethod("oracle", "knows the answer", (), oracle))
+    circuit = _prune(method="oracle")
+    assert len(calls) == 1 and len(calls[0].train) == 2 * FAST["n_train_pairs"]
+    assert _node_set(circuit.nodes) == _node_set(PLANTED)
+    assert circuit.pruning.get("method") == "oracle" and circuit.to_dict()["pruning"]["method"] == "oracle"
+    with pytest.raises(InputError, match="unknown; choose one of masks"):
+        PruneConfig(method="nope")
+
+
+@pytest.mark.parametrize("method", ["attribution", "attribution_ig", "acdc"])
+def test_each_method_finds_the_planted_circuit(method: str) -> None:
+    circuit = _prune(method=method, minimal=True)
+    precision, recall = _precision_recall(circuit)
+    assert (precision, recall) == (1.0, 1.0), (method, circuit.nodes)
+    assert circuit.target_met and circuit.losses.circuit <= 0.15
+    assert circuit.minimality["one_minimal"] is True
+
+
+def test_attribution_scores_the_planted_nodes_above_the_rest() -> None:
+    result = prune(planted_model(), PlantedTask(name="planted"), None, PruneConfig(**FAST, method="attribution"),
+                   progress=False)
+    scores = result.tau
+    planted = [float(scores[h][i]) for h, idx in PLANTED.items() for i in idx]
+    others = [float(s) for h, t in scores.items() for i, s in enumerate(t) if i not in PLANTED.get(h, [])]
+    assert min(planted) > 0 and sorted(others)[-1] < max(planted)
+
+
+def test_the_minimality_pass_records_each_nodes_loss_increase() -> None:
+    """Ending the masks method with the minimality pass keeps the planted circuit, and each
+    kept node's recorded loss increase takes the loss above the target."""
+    circuit = _prune(method="masks", steps=150, minimal=True)
+    record = circuit.minimality
+    assert record is not None and record["one_minimal"] is True
+    kept = {f"{h}:{i}" for h, idx in circuit.nodes.items() for i in idx}
+    assert set(record["loss_increase"]) == kept
+    assert all(circuit.losses.circuit + d > 0.15 for d in record["loss_increase"].values())
+    assert Circuit.from_dict(circuit.to_dict()).minimality == record
