@@ -71,7 +71,7 @@ def test_demo_flags_have_demo_config_defaults(monkeypatch) -> None:
     monkeypatch.setattr("sparsecircuits.experiments.demo.run_demo", seen.append)
     assert main(["demo"]) == 0
     assert seen == [DemoConfig()]
-    covered = set(demo.DEMO_FLAGS) | {"tasks", "max_tasks", "control_steps", "workers", "dense", "from_scratch",
+    covered = set(demo.DEMO_FLAGS) | {"tasks", "max_tasks", "control_steps", "workers", "dense", "from_scratch", "minimal",
                                       "progress"}
     assert covered == {f.name for f in fields(DemoConfig)}
     assert main(["demo", "--tasks", "for_while", "--task", "if_equals,lambda_func", "--seed", "3"]) == 0

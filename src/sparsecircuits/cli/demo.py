@@ -14,7 +14,7 @@ from sparsecircuits.errors import InputError
 
 # DemoConfig field -> (flag, default, type, metavar, help). Fields with other options:
 # `tasks` (--task), `max_tasks`, `control_steps` (its default follows --steps), `workers`
-# (its default depends on the machine), `dense` (--no-dense), `from_scratch`, `progress`
+# (its default depends on the machine), `dense` (--no-dense), `from_scratch`, `minimal`, `progress`
 # (--no-progress).
 DEMO_FLAGS: dict[str, tuple[str, Any, type, str, str]] = {
     "out": ("--out", "demo-out", str, "DIR", "output folder (a previous demo's output there is replaced)"),
@@ -27,6 +27,8 @@ DEMO_FLAGS: dict[str, tuple[str, Any, type, str, str]] = {
     "report_pairs": ("--report-pairs", 16, int, "N", "task pairs for each report's per-node details"),
     "target_loss": ("--target-loss", 0.15, float, "LOSS", "a task is solved, and a circuit done, at this loss"),
     "seed": ("--seed", 0, int, "N", "fixes task pairs, pruning and controls"),
+    "method": ("--method", "masks", str, "NAME", "discovery method of every circuit: masks, attribution, "
+               "attribution_ig or acdc"),
     "controls": ("--controls", "core", str, "LIST", "validation controls: core, all, none, or a comma-separated list"),
 }
 
@@ -59,6 +61,7 @@ def _run(args: argparse.Namespace) -> int:
         control_steps=args.control_steps if args.control_steps is not None else max(1, args.steps // 2),
         dense=not args.no_dense,
         from_scratch=args.from_scratch,
+        minimal=args.minimal,
         progress=not args.no_progress,
         **optional,
     )
@@ -93,6 +96,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--workers", type=int, metavar="N",
                    help="circuits made at once, each in a one-thread process (default: min(2, CPU count))")
     p.add_argument("--no-dense", action="store_true", help="skip the dense baseline")
+    p.add_argument("--minimal", action="store_true",
+                   help="end each circuit with the minimality pass (default: off)")
     p.add_argument("--from-scratch", action="store_true",
                    help="build a small corpus and train tiny models instead of using the bundled ones")
     p.add_argument("--no-progress", action="store_true", help="hide progress bars")

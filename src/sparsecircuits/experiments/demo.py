@@ -75,6 +75,8 @@ class DemoConfig:
     from_scratch: bool = False
     target_loss: float = DEFAULT_TARGET_LOSS
     seed: int = 0
+    method: str = "masks"  # the discovery method of every circuit (prune.methods.METHODS)
+    minimal: bool = False  # end each circuit with the minimality pass
     workers: int = field(default_factory=lambda: min(2, os.cpu_count() or 1))  # circuits made at once
     progress: bool = True
 
@@ -211,7 +213,8 @@ def circuit_for(model: DemoModel, task: Task, folder: Path, reports: Path, cfg: 
     """Prune, validate and report one circuit; returns its row for the summary."""
     config = PruneConfig(steps=cfg.steps, lr=cfg.lr, target_loss=cfg.target_loss, seed=cfg.seed,
                          n_train_pairs=cfg.train_pairs, n_eval_pairs=cfg.pairs,
-                         batch_pairs=min(cfg.batch_pairs, cfg.train_pairs))
+                         batch_pairs=min(cfg.batch_pairs, cfg.train_pairs), method=cfg.method,
+                         minimal=cfg.minimal)
     ckpt, seconds = model.ckpt, {}
     t0 = time.perf_counter()
     result = prune(ckpt.model, task, ckpt.tokenizer, config, data=model.data, progress=cfg.progress,
@@ -232,6 +235,7 @@ def circuit_for(model: DemoModel, task: Task, folder: Path, reports: Path, cfg: 
         "task": task.name,
         "kind": model.kind,
         "model": model.name,
+        "method": config.method,
         "circuit": str(folder),
         "report": str(page),
         "n_nodes": circuit.n_nodes,
@@ -510,11 +514,11 @@ def format_summary(summary: dict[str, Any]) -> str:
     lines += [f"note: {n}" for n in summary["notes"]]
     if summary["circuits"]:
         lines.append("")
-        lines.append(f"{'task':<28} {'model':<6} {'loss full':>9} {'circuit':>8} {'nodes':>6} {'edges':>7} "
-                     f"{'target':>6}  verdict")
+        lines.append(f"{'task':<28} {'model':<6} {'method':<14} {'loss full':>9} {'circuit':>8} {'nodes':>6} "
+                     f"{'edges':>7} {'target':>6}  verdict")
         for c in summary["circuits"]:
             loss = c["losses"]
-            lines.append(f"{c['task']:<28} {c['kind']:<6} {_fmt(loss.get('full')):>9} "
+            lines.append(f"{c['task']:<28} {c['kind']:<6} {c.get('method', 'masks'):<14} {_fmt(loss.get('full')):>9} "
                          f"{_fmt(loss.get('circuit')):>8} {c['n_nodes']:>6} {c['n_edges']:>7} "
                          f"{_fmt(c['target_met']):>6}  {c['verdict']}")
     comparison = summary["comparison"]

@@ -92,7 +92,7 @@ def render_report(data: dict[str, Any]) -> str:
 def render_index(entries: list[dict[str, Any]], title: str = "sparsecircuits circuits") -> str:
     """An index page linking circuit reports.
 
-    Each entry: name, href (relative), task, n_nodes, n_edges, losses, target_loss and
+    Each entry: name, href (relative), task, method, n_nodes, n_edges, losses, target_loss and
     validation (or None); `index_entry` builds one from a circuit report's data.
     """
     return render_report({"format": REPORT_FORMAT, "kind": "index", "title": title, "circuits": list(entries)})
@@ -105,6 +105,7 @@ def index_entry(data: dict[str, Any], href: str, name: str) -> dict[str, Any]:
         "name": name,
         "href": href,
         "task": (data.get("task") or {}).get("name"),
+        "method": (circuit.get("pruning") or {}).get("method", "masks"),
         "n_nodes": circuit.get("n_nodes"),
         "n_edges": circuit.get("n_edges"),
         "losses": circuit.get("losses") or {},

@@ -223,7 +223,7 @@
   function renderCircuitTable(parent, entries) {
     if (!entries || !entries.length) { parent.appendChild(el("p", "muted", "no circuits found")); return; }
     var t = el("table", "circuit-index");
-    var cols = ["report", "task", "nodes", "edges", "full", "circuit", "ablate all", "target", "verdict"];
+    var cols = ["report", "task", "method", "nodes", "edges", "full", "circuit", "ablate all", "target", "verdict"];
     var head = el("tr");
     cols.forEach(function (c) { head.appendChild(el("th", null, c)); });
     t.appendChild(head);
@@ -241,6 +241,7 @@
       tr.appendChild(td);
       var losses = e.losses || {};
       tr.appendChild(el("td", "mono", e.task));
+      tr.appendChild(el("td", "mono", e.method || "masks"));
       [e.n_nodes, e.n_edges, losses.full, losses.circuit, losses.ablate_all, e.target_loss].forEach(function (v) {
         tr.appendChild(el("td", "num", v === undefined ? "" : fmt(v)));
       });
