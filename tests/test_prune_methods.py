@@ -76,3 +76,15 @@ def test_the_minimality_pass_records_each_nodes_loss_increase() -> None:
     assert set(record["loss_increase"]) == kept
     assert all(circuit.losses.circuit + d > 0.15 for d in record["loss_increase"].values())
     assert Circuit.from_dict(circuit.to_dict()).minimality == record
+
+
+def test_validation_re_prunes_with_the_circuits_own_method() -> None:
+    """The controls that prune again read the circuit's pruning record: its method comes
+    back, and a circuit of an earlier version (no method recorded) uses masks."""
+    from sparsecircuits.validate import prune_config_of
+
+    circuit = _prune(method="acdc")
+    assert prune_config_of(circuit).method == "acdc"
+    old = Circuit.from_dict({**circuit.to_dict(), "pruning": {k: v for k, v in circuit.to_dict()["pruning"].items()
+                                                             if k != "method"}})
+    assert prune_config_of(old).method == "masks"
