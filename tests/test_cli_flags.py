@@ -48,7 +48,7 @@ def _changed_value(flag: prune.Flag) -> tuple[list[str], object]:
         return [flag.flag, other], other
     if flag.default is False:
         return [flag.flag], True
-    value = flag.default + 1 if flag.type is int else flag.default * 2
+    value = flag.default + 1 if flag.type is int else (flag.default * 2 or 1.0)
     return [flag.flag, str(value)], value
 
 

@@ -88,3 +88,15 @@ def test_validation_re_prunes_with_the_circuits_own_method() -> None:
     old = Circuit.from_dict({**circuit.to_dict(), "pruning": {k: v for k, v in circuit.to_dict()["pruning"].items()
                                                              if k != "method"}})
     assert prune_config_of(old).method == "masks"
+
+
+def test_the_faithfulness_term_changes_the_masks_and_keeps_the_planted_circuit() -> None:
+    """With faithful_coef, kept nodes pay their activation drift from the full model; on
+    the planted model the circuit is still found, and the loss history differs (the term is
+    active)."""
+    plain = prune(planted_model(), PlantedTask(name="planted"), None, PruneConfig(**FAST, steps=60), progress=False)
+    faithful = prune(planted_model(), PlantedTask(name="planted"), None,
+                     PruneConfig(**FAST, steps=60, faithful_coef=0.05), progress=False)
+    assert not all(torch.equal(plain.tau[h], faithful.tau[h]) for h in plain.tau)
+    assert _node_set(faithful.circuit.nodes) >= _node_set(PLANTED)
+    assert faithful.circuit.pruning.get("faithful_coef") == 0.05

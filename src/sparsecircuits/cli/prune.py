@@ -73,6 +73,8 @@ PRUNE_FLAGS: tuple[Flag, ...] = (
     Flag("tie_break", "--tie-break", "index", "masks: order nodes with equal taus by index or by "
          "attribution", extra=(("choices", TIE_BREAKS),)),
     Flag("ig_steps", "--ig-steps", 8, "attribution_ig: points on the integration path", int),
+    Flag("faithful_coef", "--faithful-coef", 0.0, "masks: penalty per kept node on its activation drift "
+         "from the full model (in units of its variance), for circuits whose nodes keep their meaning", float),
     Flag("steps", "--steps", 150, "mask optimization steps", int),
     Flag("locations", "--locations", "all", "node locations to prune: 'all' or a comma-separated list "
          "such as attn_v,mlp_neuron (`sparsecircuits model nodes` lists them)", parse=parse_locations),

@@ -66,7 +66,7 @@ METHODS: dict[str, DiscoveryMethod] = {
     for m in (
         DiscoveryMethod("masks", "the paper's learned node masks (AdamW on task loss + k_coef x kept nodes)",
                         ("steps", "batch_pairs", "lr", "weight_decay", "betas", "k_coef", "init_tau",
-                         "init_noise", "temperature", "tie_break"), _masks),
+                         "init_noise", "temperature", "tie_break", "faithful_coef"), _masks),
         DiscoveryMethod("attribution", "attribution patching: |grad . (activation - ablation value)| of the "
                         "answer margin, one forward and backward pass", (), _attribution),
         DiscoveryMethod("attribution_ig", "attribution with integrated gradients from all-ablated to the "

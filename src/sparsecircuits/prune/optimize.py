@@ -16,6 +16,7 @@ from tqdm.auto import tqdm
 
 from sparsecircuits.errors import InputError
 from sparsecircuits.model import LOCATIONS, SparseTransformer
+from sparsecircuits.model.hooks import HookPoint
 from sparsecircuits.model.interventions import frozen_norms, last_norm_stats
 from sparsecircuits.model.locations import node_hooks
 from sparsecircuits.prune.ablation import ABLATIONS
@@ -70,6 +71,7 @@ class PruneConfig:
     tie_break: str = "index"  # masks: order equal taus by node index or by attribution
     ig_steps: int = 8  # attribution_ig: points on the integration path
     minimal: bool = False  # end with the minimality pass (drop nodes the circuit does not need)
+    faithful_coef: float = 0.0  # masks: penalty per kept node on its activation drift from the full model
 
     def __post_init__(self) -> None:
         self.locations = tuple(self.locations)
@@ -99,7 +101,7 @@ class PruneConfig:
         for name in ("lr", "temperature", "target_loss"):
             if not getattr(self, name) > 0:
                 raise InputError(f"PruneConfig.{name} must be positive, got {getattr(self, name)!r}")
-        for name in ("k_coef", "weight_decay", "init_noise"):
+        for name in ("k_coef", "weight_decay", "init_noise", "faithful_coef"):
             if getattr(self, name) < 0:
                 raise InputError(f"PruneConfig.{name} must be >= 0, got {getattr(self, name)!r}")
         if not -1.0 <= self.init_tau <= 1.0:
@@ -183,6 +185,45 @@ def full_model_norms(
         yield model
 
 
+@torch.no_grad()
+def _activations(model: SparseTransformer, hooks: list[str], batch: TaskBatch) -> dict[str, torch.Tensor]:
+    """The unmasked model's activations at `hooks`, in the shapes the last-position pass sees."""
+    acts: dict[str, torch.Tensor] = {}
+
+    def save(x: torch.Tensor, hook: HookPoint) -> None:
+        acts[hook.name] = x.detach()
+
+    with model.hooks([(h, save) for h in hooks]):
+        model.last_logits(batch.tokens, batch.last_pos)
+    return acts
+
+
+@contextmanager
+def _drift(
+    model: SparseTransformer, hooks: list[str], reference: Mapping[str, torch.Tensor] | None,
+    gates: list[torch.Tensor], batch: TaskBatch,
+) -> Iterator[list[torch.Tensor]]:
+    """Collects, per hook, sum over kept nodes (gate) of the node's mean squared drift from
+    `reference` over real positions, in units of its variance there (nothing without a
+    reference). Attached after the masks, so it reads the masked activations."""
+    terms: list[torch.Tensor] = []
+    if reference is None:
+        yield terms
+        return
+    gate_of = dict(zip(hooks, gates, strict=True))
+
+    def read(x: torch.Tensor, hook: HookPoint) -> None:
+        ref = reference[hook.name].flatten(2)
+        # every position up to the prompt's last (the last block's later hooks see only that one)
+        real = torch.arange(x.shape[1]).unsqueeze(0) <= batch.last_pos.unsqueeze(1)
+        diff = (x.flatten(2) - ref)[real]
+        scale = ref[real].var(dim=0, unbiased=False) + 1e-6
+        terms.append((gate_of[hook.name] * diff.pow(2).mean(dim=0) / scale).sum())
+
+    with model.hooks([(h, read) for h in hooks]):
+        yield terms
+
+
 def optimize_masks(
     model: SparseTransformer,
     train: TaskBatch,
@@ -194,6 +235,9 @@ def optimize_masks(
 
     Each step draws `batch_pairs` pairs (seeded), runs the masked model and minimizes
     task loss + k_coef x (kept nodes) with AdamW; tau is clamped to [-1, 1] after each step.
+    With `faithful_coef`, each kept node also pays its activation drift from the full model
+    (mean squared difference over real positions, in units of its variance), so that the
+    circuit's nodes keep carrying the signals they carry in the full model.
     """
     gen = torch.Generator().manual_seed(config.seed)
     masks = NodeMasks(
@@ -218,12 +262,15 @@ def optimize_masks(
             loss_task = torch.zeros(())
             for part in length_chunks(train, idx):
                 batch = select_pairs(train, part)
+                reference = _activations(model, masks.hooks, batch) if config.faithful_coef else None
                 with (
                     full_model_norms(model, batch, config.freeze_norms),
-                    masks.applied(model, values),
+                    masks.applied(model, values) as gates,
+                    _drift(model, masks.hooks, reference, gates, batch) as drift,
                 ):
                     logits = model.last_logits(batch.tokens, batch.last_pos)
-                part_loss = task_loss(logits, batch) * (len(part) / len(idx))
+                part_loss = task_loss(logits, batch) + config.faithful_coef * sum(drift)
+                part_loss = part_loss * (len(part) / len(idx))
                 part_loss.backward()
                 loss_task = loss_task + part_loss.detach()
             kept = torch.stack([g.sum() for g in masks.gates()]).sum()
