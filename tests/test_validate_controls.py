@@ -12,7 +12,7 @@ from planted_model import PLANTED_NODES, MarkerTask, circuit_from_nodes, planted
 from sparsecircuits.checkpoint import save_checkpoint
 from sparsecircuits.cli import main
 from sparsecircuits.model import SparseTransformer
-from sparsecircuits.prune import PruneConfig, prune
+from sparsecircuits.prune import PruneConfig, ablation_values, prune
 from sparsecircuits.tasks import get_task, registered_tasks
 from sparsecircuits.tasks.base import add_task
 from sparsecircuits.validate import (
@@ -147,3 +147,23 @@ def test_cli_validate_bad_input(planted_dir, tmp_path, capsys):
     assert "circuit.json" in capsys.readouterr().err
     assert main(["validate", "--circuit", str(planted_dir / "circuit"), "--model", str(tmp_path)]) == 2
     assert "config.json" in capsys.readouterr().err
+
+
+def test_activation_agreement_reports_the_last_position_and_a_random_baseline():
+    """Beside today's figure: agreement at the last prompt position, and the agreement of
+    random circuits of the same size per location (the drift any node set that small shows);
+    keeping every node agrees perfectly everywhere."""
+    from sparsecircuits.tasks import make_batch
+    from sparsecircuits.validate.controls import control_activation_agreement
+
+    model, task = planted_model(), _marker_task()
+    batch = make_batch(task.generate(None, 32, split="test"))
+    circuit = circuit_from_nodes(model, PLANTED_NODES, task, FAST)
+    values = ablation_values(model, "zero")
+    result = control_activation_agreement(model, circuit, batch, values, n_random=4)
+    assert {"last_position_mean", "random_mean", "excess_over_random"} <= set(result)
+    assert result["excess_over_random"] == pytest.approx(result["mean"] - result["random_mean"])
+    assert -1.0 <= result["last_position_mean"] <= 1.0 and result["random_mean"] < result["mean"]
+    everything = {h: torch.ones_like(m) for h, m in circuit.keep_masks(model).items()}
+    full = control_activation_agreement(model, everything, batch, values, n_random=2)
+    assert (full["mean"], full["last_position_mean"], full["random_mean"]) == pytest.approx((1.0, 1.0, 1.0))

@@ -38,6 +38,7 @@ DEFAULT_RANDOM_DRAWS = 20
 DEFAULT_SEEDS = 3
 # Correlations below this count a node as disagreeing with the full model.
 AGREEMENT_NODE_MIN = 0.5
+AGREEMENT_RANDOM_DRAWS = 3  # random same-size circuits for the agreement baseline
 
 
 def _stats(xs: Sequence[float]) -> dict[str, float]:
@@ -110,6 +111,28 @@ def _pearson(x: torch.Tensor, y: torch.Tensor) -> float:
     return float(((x - x.mean()) * (y - y.mean())).mean() / (sx * sy))
 
 
+def _node_correlations(
+    model: SparseTransformer, keep: KeepMasks, task_batch: TaskBatch, values: Mapping[str, torch.Tensor],
+    stats: Any, where: torch.Tensor,
+) -> list[dict[str, Any]]:
+    """Per kept node, the correlation of its activation with the nodes outside `keep`
+    ablated and in the full model, over the [M, T] positions `where`."""
+    hooks = [h for h, m in keep.items() if bool(m.any())]
+    _, full = model.run_with_cache(task_batch.tokens, names_filter=hooks)
+    with intervened(model, keep, values, stats):
+        _, pruned = model.run_with_cache(task_batch.tokens, names_filter=hooks)
+    per_node = []
+    for hook in hooks:
+        a, b = full[hook].flatten(2)[where], pruned[hook].flatten(2)[where]
+        for i in keep[hook].nonzero().flatten().tolist():
+            per_node.append({"node": f"{hook}:{i}", "corr": _pearson(a[:, i], b[:, i])})
+    return per_node
+
+
+def _mean_corr(per_node: list[dict[str, Any]]) -> float:
+    return statistics.fmean(p["corr"] for p in per_node)
+
+
 @torch.no_grad()
 def control_activation_agreement(
     model: SparseTransformer,
@@ -117,40 +140,45 @@ def control_activation_agreement(
     task_batch: TaskBatch,
     values: Mapping[str, torch.Tensor],
     freeze_norms: bool = False,
+    n_random: int = AGREEMENT_RANDOM_DRAWS,
+    seed: int = 0,
 ) -> dict[str, Any]:
     """Per circuit node, the correlation of its activation in the pruned and the full model.
 
     Samples are every real (non-padding) position of every task prompt. Catches circuits
     whose nodes change meaning once the rest of the model is ablated: the circuit then
-    uses a mechanism the full model does not.
+    uses a mechanism the full model does not. Beside the verdict's figure (`mean`): the
+    same at the last prompt position only (`last_position_mean`, where the answer is read)
+    and for `n_random` random circuits of the same size per location (`random_mean`), the
+    drift expected of any node set that small; `excess_over_random` = mean - random_mean.
     """
     keep = keep_masks_of(model, circuit_or_keep)
-    hooks = [h for h, m in keep.items() if bool(m.any())]
-    if not hooks:
+    if not any(bool(m.any()) for m in keep.values()):
         empty = {"n_nodes": 0, "n_samples": 0, "mean": None, "median": None, "min": None}
         return {**empty, "fraction_below": None, "node_min": AGREEMENT_NODE_MIN, "per_node": []}
     # every position is compared, so the norm stats come from a full forward pass
     stats = record_norm_scales(model, lambda: model(task_batch.tokens)) if freeze_norms else None
-    _, full = model.run_with_cache(task_batch.tokens, names_filter=hooks)
-    with intervened(model, keep, values, stats):
-        _, pruned = model.run_with_cache(task_batch.tokens, names_filter=hooks)
     positions = torch.arange(task_batch.tokens.shape[1]).unsqueeze(0)
     real = positions <= task_batch.last_pos.unsqueeze(1)
-    per_node = []
-    for hook in hooks:
-        a = full[hook].flatten(2)[real]
-        b = pruned[hook].flatten(2)[real]
-        for i in keep[hook].nonzero().flatten().tolist():
-            per_node.append({"node": f"{hook}:{i}", "corr": _pearson(a[:, i], b[:, i])})
+    per_node = _node_correlations(model, keep, task_batch, values, stats, real)
+    last = _node_correlations(model, keep, task_batch, values, stats, positions == task_batch.last_pos.unsqueeze(1))
+    gen = torch.Generator().manual_seed(seed)
+    random = [_mean_corr(_node_correlations(model, random_keep(keep, gen), task_batch, values, stats, real))
+              for _ in range(n_random)]
     corrs = [p["corr"] for p in per_node]
+    mean = statistics.fmean(corrs)
+    random_mean = statistics.fmean(random) if random else None
     return {
         "n_nodes": len(per_node),
         "n_samples": int(real.sum()),
-        "mean": statistics.fmean(corrs),
+        "mean": mean,
         "median": statistics.median(corrs),
         "min": min(corrs),
         "fraction_below": sum(c < AGREEMENT_NODE_MIN for c in corrs) / len(corrs),
         "node_min": AGREEMENT_NODE_MIN,
+        "last_position_mean": _mean_corr(last),
+        "random_mean": random_mean,
+        "excess_over_random": None if random_mean is None else mean - random_mean,
         "per_node": per_node,
     }
 
@@ -450,7 +478,7 @@ CONTROLS: dict[str, ControlSpec] = {
         ControlSpec(
             "activation_agreement",
             lambda c: control_activation_agreement(
-                c.model, c.circuit, c.task_batch, c.values, freeze_norms=c.config.freeze_norms
+                c.model, c.circuit, c.task_batch, c.values, freeze_norms=c.config.freeze_norms, seed=c.seed
             ),
             0,
             "nodes that change meaning once the rest of the model is ablated",
