@@ -77,6 +77,7 @@ class DemoConfig:
     seed: int = 0
     method: str = "masks"  # the discovery method of every circuit (prune.methods.METHODS)
     minimal: bool = False  # end each circuit with the minimality pass
+    faithful_coef: float = 0.0  # masks: penalty on kept nodes' activation drift (PruneConfig.faithful_coef)
     workers: int = field(default_factory=lambda: min(2, os.cpu_count() or 1))  # circuits made at once
     progress: bool = True
 
@@ -214,7 +215,7 @@ def circuit_for(model: DemoModel, task: Task, folder: Path, reports: Path, cfg: 
     config = PruneConfig(steps=cfg.steps, lr=cfg.lr, target_loss=cfg.target_loss, seed=cfg.seed,
                          n_train_pairs=cfg.train_pairs, n_eval_pairs=cfg.pairs,
                          batch_pairs=min(cfg.batch_pairs, cfg.train_pairs), method=cfg.method,
-                         minimal=cfg.minimal)
+                         minimal=cfg.minimal, faithful_coef=cfg.faithful_coef)
     ckpt, seconds = model.ckpt, {}
     t0 = time.perf_counter()
     result = prune(ckpt.model, task, ckpt.tokenizer, config, data=model.data, progress=cfg.progress,
