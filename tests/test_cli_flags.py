@@ -48,6 +48,8 @@ def _changed_value(flag: prune.Flag) -> tuple[list[str], object]:
         return [flag.flag, other], other
     if flag.default is False:
         return [flag.flag], True
+    if flag.default is True:
+        return ["--no-" + flag.flag[2:]], False
     value = flag.default + 1 if flag.type is int else (flag.default * 2 or 1.0)
     return [flag.flag, str(value)], value
 

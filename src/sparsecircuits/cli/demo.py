@@ -63,7 +63,7 @@ def _run(args: argparse.Namespace) -> int:
         control_steps=args.control_steps if args.control_steps is not None else max(1, args.steps // 2),
         dense=not args.no_dense,
         from_scratch=args.from_scratch,
-        minimal=args.minimal,
+        minimal=not args.no_minimal,
         progress=not args.no_progress,
         **optional,
     )
@@ -98,8 +98,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--workers", type=int, metavar="N",
                    help="circuits made at once, each in a one-thread process (default: min(2, CPU count))")
     p.add_argument("--no-dense", action="store_true", help="skip the dense baseline")
-    p.add_argument("--minimal", action="store_true",
-                   help="end each circuit with the minimality pass (default: off)")
+    p.add_argument("--no-minimal", action="store_true",
+                   help="skip the minimality pass that ends each circuit (default: run it)")
     p.add_argument("--from-scratch", action="store_true",
                    help="build a small corpus and train tiny models instead of using the bundled ones")
     p.add_argument("--no-progress", action="store_true", help="hide progress bars")

@@ -68,8 +68,8 @@ PRUNE_FLAGS: tuple[Flag, ...] = (
     Flag("method", "--method", "masks", "discovery method (masks: the paper's learned node masks; "
          "attribution(_ig): attribution patching, with integrated gradients; acdc: greedy elimination)",
          extra=(("choices", METHODS),)),
-    Flag("minimal", "--minimal", False, "end with the minimality pass: drop every node the circuit "
-         "does not need and record each node's loss increase", extra=(("action", "store_true"),)),
+    Flag("minimal", "--minimal", True, "end with the minimality pass (default: on; --no-minimal skips it): drop every node the circuit "
+         "does not need and record each node's loss increase", extra=(("action", argparse.BooleanOptionalAction),)),
     Flag("tie_break", "--tie-break", "index", "masks: order nodes with equal taus by index or by "
          "attribution", extra=(("choices", TIE_BREAKS),)),
     Flag("ig_steps", "--ig-steps", 8, "attribution_ig: points on the integration path", int),
@@ -102,7 +102,7 @@ def add_prune_flags(p: argparse.ArgumentParser) -> None:
         kwargs: dict[str, Any] = {"dest": f.field, "default": f.default, "help": f.help, **dict(f.extra)}
         if f.type is not None:
             kwargs["type"] = f.type
-        if kwargs.get("action") != "store_true":
+        if "action" not in kwargs:
             kwargs.setdefault("metavar", f.flag[2:].upper().replace("-", "_"))
         p.add_argument(f.flag, **kwargs)
 

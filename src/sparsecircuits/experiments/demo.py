@@ -76,7 +76,7 @@ class DemoConfig:
     target_loss: float = DEFAULT_TARGET_LOSS
     seed: int = 0
     method: str = "masks"  # the discovery method of every circuit (prune.methods.METHODS)
-    minimal: bool = False  # end each circuit with the minimality pass
+    minimal: bool = True  # end each circuit with the minimality pass
     faithful_coef: float = 0.0  # masks: penalty on kept nodes' activation drift (PruneConfig.faithful_coef)
     workers: int = field(default_factory=lambda: min(2, os.cpu_count() or 1))  # circuits made at once
     progress: bool = True

@@ -70,7 +70,7 @@ class PruneConfig:
     method: str = "masks"  # a discovery method of prune.methods.METHODS
     tie_break: str = "index"  # masks: order equal taus by node index or by attribution
     ig_steps: int = 8  # attribution_ig: points on the integration path
-    minimal: bool = False  # end with the minimality pass (drop nodes the circuit does not need)
+    minimal: bool = True  # end with the minimality pass (drop nodes the circuit does not need)
     faithful_coef: float = 0.0  # masks: penalty per kept node on its activation drift from the full model
 
     def __post_init__(self) -> None:

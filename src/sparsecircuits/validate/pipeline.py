@@ -42,6 +42,8 @@ from sparsecircuits.validate.verdict import Thresholds, verdict
 
 VALIDATION_FORMAT = "sparsecircuits.validation/1"
 VALIDATION_FILE = "validation.json"
+# Settings whose default changed since earlier circuits were written: what those circuits used.
+LEGACY_SETTINGS = {"minimal": False}
 # Validation pairs come from the test split with this seed (pruning's bisection uses its own draw).
 VALIDATION_SEED = 1
 
@@ -160,7 +162,7 @@ def task_from_info(info: TaskRecord | Mapping[str, Any]) -> Task:
 def prune_config_of(circuit: Circuit, steps: int | None = None) -> PruneConfig:
     """The circuit's pruning settings as a PruneConfig (unknown keys ignored), `steps` overridden."""
     known = {f.name for f in fields(PruneConfig)}
-    settings = {k: v for k, v in circuit.pruning.settings.items() if k in known}
+    settings = {**LEGACY_SETTINGS, **{k: v for k, v in circuit.pruning.settings.items() if k in known}}
     settings.setdefault("ablation", circuit.ablation)
     settings.setdefault("target_loss", circuit.target_loss)
     settings.setdefault("seed", circuit.seed)
