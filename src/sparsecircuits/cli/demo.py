@@ -29,8 +29,8 @@ DEMO_FLAGS: dict[str, tuple[str, Any, type, str, str]] = {
     "seed": ("--seed", 0, int, "N", "fixes task pairs, pruning and controls"),
     "method": ("--method", "masks", str, "NAME", "discovery method of every circuit: masks, attribution, "
                "attribution_ig or acdc"),
-    "faithful_coef": ("--faithful-coef", 0.0, float, "C", "masks: penalty per kept node on its activation "
-                      "drift from the full model"),
+    "faithful_coef": ("--faithful-coef", 0.005, float, "C", "masks: penalty per kept node on its activation "
+                      "drift from the full model (0: the paper's objective)"),
     "controls": ("--controls", "core", str, "LIST", "validation controls: core, all, none, or a comma-separated list"),
 }
 
