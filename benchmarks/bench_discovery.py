@@ -7,7 +7,7 @@ For every discovery method of `sparsecircuits.prune.methods.METHODS`, every mode
 planted family (tests/planted: hand-built models whose node sets are necessary and
 sufficient) and every seed s, the model is built with seed s (its distractor weights) and
 pruned by `prune_pairs` on s's train and test pairs with `PruneConfig(method, the model's
-ablation, seed=s)`, as it is (`plain`) and ending with the minimality pass (`minimal`,
+ablation, seed=s)`, without the minimality pass (`plain`, `--no-minimal`) and with it (`minimal`,
 reported as METHOD+minimal). Reported: node precision and recall against the planted set,
 edges found vs planted (exact match), process CPU seconds of the pruning, and the held-out
 circuit loss.
@@ -150,7 +150,7 @@ def _markdown(results: dict) -> str:
 
 {machine_line(results)} torch threads {results['torch_threads']}.
 
-Every method of the discovery registry, as it is and ending with the minimality pass
+Every method of the discovery registry, without the minimality pass and ending with it
 (`+minimal`), on every planted model of `tests/planted` (hand-built; each planted node set
 is necessary and sufficient under the model's ablation, `tests/test_planted_family.py`),
 seeds {results['seeds']}: the seed draws the model's distractor weights, the train and test
