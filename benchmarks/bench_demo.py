@@ -39,7 +39,7 @@ def _bundle_sizes() -> dict[str, float]:
     return sizes
 
 
-def _timing_lines(summary: dict, info: dict, loads: tuple[float, float]) -> list[str]:
+def _timing_lines(summary: dict, info: dict, loads: tuple[float, ...]) -> list[str]:
     """Title, machine, demo settings, the time of each phase and the verdict on the target."""
     sec = summary["seconds"]
     total = sec["total"]
@@ -50,9 +50,11 @@ def _timing_lines(summary: dict, info: dict, loads: tuple[float, float]) -> list
         "## `make demo`: the bundled models, their circuits, and the demo's time",
         "",
         machine_line(info) + f" torch threads {summary['torch_threads']}; 1-minute load average "
-        f"{loads[0]:.1f} before, {loads[1]:.1f} after.",
+        + (f"{loads[0]:.1f} before, {loads[1]:.1f} after." if loads else "not recorded (a demo run by hand)."),
         "",
-        f"`sparsecircuits demo` with its defaults ({s['steps']} pruning steps at mask lr {s['lr']}, "
+        f"`sparsecircuits demo` with its defaults (method `{s.get('method', 'masks')}`, minimality pass "
+        f"{'on' if s.get('minimal') else 'off'}, faithfulness coefficient {s.get('faithful_coef', 0.0)}, "
+        f"{s['steps']} pruning steps at mask lr {s['lr']}, "
         f"{s['batch_pairs']} pairs per step, {s['train_pairs']} train pairs, {s['pairs']} held-out pairs, "
         f"controls `{s['controls']}` with {s['control_steps']} pruning steps, {s['eval_pairs']} test pairs "
         "per task for the evaluation).",
@@ -149,7 +151,7 @@ def _comparison_lines(comp: dict | None) -> list[str]:
     return lines
 
 
-def markdown(summary: dict, info: dict, loads: tuple[float, float], sizes: dict[str, float]) -> str:
+def markdown(summary: dict, info: dict, loads: tuple[float, ...], sizes: dict[str, float]) -> str:
     """The demo section of RESULTS.md."""
     lines = [
         *_timing_lines(summary, info, loads),
@@ -171,10 +173,14 @@ def main() -> int:
     parser.add_argument("--summary", help="an existing demo summary.json to record instead of running")
     args = parser.parse_args()
     if args.summary:
-        # re-rendering: the machine, date and load are those recorded when the demo ran
+        # re-rendering the recorded summary keeps its machine, date and load; a new summary
+        # (a demo run by hand) is recorded with this machine, now, and the load now
         summary = json.loads(Path(args.summary).read_text(encoding="utf-8"))
         recorded = json.loads((RESULTS_DIR / "demo.json").read_text(encoding="utf-8"))
-        info, loads = recorded["machine"], tuple(recorded["load_average"])
+        if recorded.get("summary") == summary:
+            info, loads = recorded["machine"], tuple(recorded["load_average"])
+        else:
+            info, loads = machine(), ()
     else:
         info = machine()
         load_before = os.getloadavg()[0]
