@@ -21,7 +21,7 @@ from sparsecircuits.cli import (
 )
 from sparsecircuits.experiments.demo import DemoConfig
 from sparsecircuits.model import ModelConfig
-from sparsecircuits.prune.optimize import PruneConfig
+from sparsecircuits.prune.config import PruneConfig
 from sparsecircuits.train import TrainConfig
 
 PRUNE_ARGS = ["prune", "--model", "m", "--task", "t", "--out", "o"]
@@ -106,8 +106,8 @@ def test_names_spelled_torch_free_equal_the_library_constants() -> None:
     from sparsecircuits.circuits import CIRCUIT_FILE
     from sparsecircuits.interop.openai import REF_CONFIG_FILE, REF_WEIGHTS_FILE
     from sparsecircuits.prune.ablation import ABLATIONS
+    from sparsecircuits.prune.config import TIE_BREAKS
     from sparsecircuits.prune.methods import METHODS
-    from sparsecircuits.prune.optimize import TIE_BREAKS
     from sparsecircuits.tasks import DEFAULT_TARGET_LOSS, SPLITS
     from sparsecircuits.train import list_presets
     from sparsecircuits.train.state import RUN_CONFIG_FILE, STATE_DIR

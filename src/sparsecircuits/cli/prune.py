@@ -29,7 +29,7 @@ from sparsecircuits.errors import InputError
 
 ABLATIONS = ("mean", "zero", "task_mean")  # prune.ablation.ABLATIONS, spelled torch-free
 METHODS = ("masks", "attribution", "attribution_ig", "acdc")  # prune.methods.METHODS, torch-free
-TIE_BREAKS = ("index", "attribution")  # prune.optimize.TIE_BREAKS
+TIE_BREAKS = ("index", "attribution")  # prune.config.TIE_BREAKS
 
 
 def parse_locations(text: str) -> tuple[str, ...]:
@@ -109,7 +109,7 @@ def add_prune_flags(p: argparse.ArgumentParser) -> None:
 
 def config_from_args(args: argparse.Namespace) -> Any:
     """The PruneConfig the command-line options describe."""
-    from sparsecircuits.prune.optimize import PruneConfig
+    from sparsecircuits.prune.config import PruneConfig
 
     return PruneConfig(**{f.field: f.parse(getattr(args, f.field)) for f in PRUNE_FLAGS})
 

@@ -10,9 +10,10 @@ hook interventions (`ablate`, `frozen_norms`, ...) live in `sparsecircuits.model
 from sparsecircuits.prune.ablation import ABLATIONS, ablation_values
 from sparsecircuits.prune.bisect import bisect_k, rank_nodes, top_k_keep
 from sparsecircuits.prune.calibrate import Calibration, apply_calibration, calibrate
+from sparsecircuits.prune.config import PruneConfig
 from sparsecircuits.prune.evaluate import CircuitEvaluator
 from sparsecircuits.prune.masks import NodeMasks, heaviside
-from sparsecircuits.prune.optimize import PruneConfig, full_model_norms, optimize_masks
+from sparsecircuits.prune.optimize import full_model_norms, optimize_masks
 from sparsecircuits.prune.pipeline import PruneResult, prune, prune_pairs
 
 __all__ = [

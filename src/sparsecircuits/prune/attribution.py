@@ -17,7 +17,7 @@ import torch
 
 from sparsecircuits.model.hooks import HookPoint
 from sparsecircuits.model.locations import node_width
-from sparsecircuits.prune.optimize import frozen_weights, length_chunks, select_pairs
+from sparsecircuits.prune.batches import frozen_weights, length_chunks, select_pairs
 from sparsecircuits.prune.scores import ScoreInputs
 from sparsecircuits.tasks import TaskBatch, answer_margins
 

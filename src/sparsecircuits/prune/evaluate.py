@@ -9,7 +9,7 @@ import torch
 
 from sparsecircuits.model import SparseTransformer
 from sparsecircuits.model.interventions import intervened, last_norm_stats
-from sparsecircuits.prune.optimize import length_chunks, select_pairs
+from sparsecircuits.prune.batches import length_chunks, select_pairs
 from sparsecircuits.tasks import TaskBatch, task_loss
 
 EVAL_CHUNKS = 8  # length groups of an evaluated batch at most

@@ -18,8 +18,8 @@ import torch
 from tqdm.auto import tqdm
 
 from sparsecircuits.model.locations import hook_location, node_locations, node_width
+from sparsecircuits.prune.batches import frozen_weights, select_pairs
 from sparsecircuits.prune.evaluate import CircuitEvaluator
-from sparsecircuits.prune.optimize import frozen_weights, select_pairs
 from sparsecircuits.prune.scores import ScoreInputs
 
 Keep = dict[str, torch.Tensor]

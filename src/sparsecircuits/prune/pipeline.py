@@ -30,15 +30,13 @@ from sparsecircuits.errors import InputError
 from sparsecircuits.model import SparseTransformer
 from sparsecircuits.model.locations import all_node_hooks, node_hooks, node_width
 from sparsecircuits.prune.ablation import Data, ablation_values
+from sparsecircuits.prune.batches import frozen_weights
 from sparsecircuits.prune.bisect import bisect_k, rank_nodes, top_k_keep
 from sparsecircuits.prune.calibrate import Calibration, calibrate
+from sparsecircuits.prune.config import PruneConfig
 from sparsecircuits.prune.evaluate import CircuitEvaluator
 from sparsecircuits.prune.greedy import minimality_pass
 from sparsecircuits.prune.methods import get_method
-from sparsecircuits.prune.optimize import (
-    PruneConfig,
-    frozen_weights,
-)
 from sparsecircuits.prune.scores import NodeScores, ScoreInputs
 from sparsecircuits.tasks import EncodedPair, Task, TaskBatch, make_batch, task_loss
 from sparsecircuits.tasks.loss import check_fits
