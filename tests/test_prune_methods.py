@@ -100,3 +100,11 @@ def test_the_faithfulness_term_changes_the_masks_and_keeps_the_planted_circuit()
     assert not all(torch.equal(plain.tau[h], faithful.tau[h]) for h in plain.tau)
     assert _node_set(faithful.circuit.nodes) >= _node_set(PLANTED)
     assert faithful.circuit.pruning.get("faithful_coef") == 0.05
+
+
+def test_a_method_without_a_proposal_keeps_every_node_when_the_target_is_out_of_reach() -> None:
+    """When no k meets the target (here: a target below what even the full model reaches),
+    a scoring method that proposes no node set keeps every candidate, not none."""
+    circuit = _prune(method="attribution", target_loss=1e-9, minimal=False)
+    assert not circuit.target_met
+    assert circuit.n_nodes == sum(node_width(planted_model(), h) for h in circuit.nodes)

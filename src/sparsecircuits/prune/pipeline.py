@@ -191,8 +191,9 @@ def _discretize(
         return loss
 
     k, curve = bisect_k(loss_at, len(ranking), config.target_loss, hint=found.hint)
-    # When even every node misses the target, keep the nodes the method proposed.
-    k_used = (found.hint or 0) if k is None else k
+    # When even every node misses the target, keep the nodes the method proposed (all of
+    # them for a method that proposes no set): never an empty circuit by default.
+    k_used = (found.hint or len(ranking)) if k is None else k
     pruned = top_k_keep(ranking, k_used, widths)
     minimality = None
     if config.minimal and k is not None:
