@@ -45,6 +45,14 @@ def add_command(
     return sub.add_parser(name, formatter_class=RawHelpFormatter if raw else HelpFormatter, **kwargs)
 
 
+def add_group(sub: argparse._SubParsersAction, name: str, help: str) -> argparse._SubParsersAction:
+    """Add command group `name` (e.g. `model info`, `model pack`); the group alone prints its
+    help and exits 2. Returns the group's subparsers."""
+    group = add_command(sub, name, help=help)
+    group.set_defaults(func=lambda _args: (group.print_help(), 2)[1])
+    return group.add_subparsers(dest=f"{name}_command", metavar="SUBCOMMAND")
+
+
 def add_alias(parser: argparse.ArgumentParser | Any, flag: str, dest: str, **kwargs: Any) -> None:
     """An old spelling of an option, accepted but not shown in `--help`."""
     parser.add_argument(flag, dest=dest, help=argparse.SUPPRESS, default=argparse.SUPPRESS, **kwargs)

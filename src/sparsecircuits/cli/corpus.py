@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from sparsecircuits.cli.common import CORPUS, add_command, add_force, check_out
+from sparsecircuits.cli.common import CORPUS, add_command, add_force, add_group, check_out
 from sparsecircuits.data.sources import DEFAULT_MAX_FILE_BYTES  # torch-free
 
 SOURCE_HELP = """\
@@ -20,8 +20,7 @@ where text comes from; repeat to combine (default: stdlib). Forms:
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add the `corpus` command and its `build` subcommand."""
-    corpus = add_command(subparsers, "corpus", help="build a training corpus and tokenizer")
-    sub = corpus.add_subparsers(dest="corpus_command", metavar="SUBCOMMAND")
+    sub = add_group(subparsers, "corpus", "build a training corpus and tokenizer")
     build = add_command(
         sub,
         "build",
@@ -64,7 +63,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     add_force(build, "a corpus")
     build.add_argument("--no-progress", action="store_true", help="hide progress bars")
     build.set_defaults(func=_build)
-    corpus.set_defaults(func=lambda args: (corpus.print_help(), 2)[1])
 
 
 def _build(args: argparse.Namespace) -> int:

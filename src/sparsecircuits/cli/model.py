@@ -11,6 +11,7 @@ from sparsecircuits.cli.common import (
     MODEL_HELP,
     add_command,
     add_force,
+    add_group,
     check_out,
     model_path,
 )
@@ -92,14 +93,7 @@ def _pack(args: argparse.Namespace) -> int:
 
 def register(sub: argparse._SubParsersAction) -> None:
     """Add `model info`, `model nodes` and `model pack`."""
-    p = add_command(sub, "model", help="inspect a model checkpoint and the node-location table")
-    msub = p.add_subparsers(dest="model_command", metavar="SUBCOMMAND")
-
-    def _usage(_args: argparse.Namespace) -> int:
-        p.print_help()
-        return 2
-
-    p.set_defaults(func=_usage)
+    msub = add_group(sub, "model", "inspect a model checkpoint and the node-location table")
     info = add_command(msub, "info", help="config, fingerprint and per-matrix sparsity of a checkpoint")
     info.add_argument("model", metavar="RUN", help=MODEL_HELP)
     info.add_argument("--json", action="store_true", help="print JSON instead of a table")

@@ -16,6 +16,7 @@ from sparsecircuits.cli.common import (
     add_command,
     add_device,
     add_force,
+    add_group,
     add_model,
     check_out,
     model_path,
@@ -192,14 +193,7 @@ def _register_eval(tsub: argparse._SubParsersAction) -> None:
 
 def register(sub: argparse._SubParsersAction) -> None:
     """Add `tasks list`, `tasks show` and `tasks eval`."""
-    p = add_command(sub, "tasks", help="list, show and evaluate the binary next-token tasks")
-    tsub = p.add_subparsers(dest="tasks_command", metavar="SUBCOMMAND")
-
-    def _usage(_args: argparse.Namespace) -> int:
-        p.print_help()
-        return 2
-
-    p.set_defaults(func=_usage)
+    tsub = add_group(sub, "tasks", "list, show and evaluate the binary next-token tasks")
 
     ls = add_command(tsub, "list", help="the 20 built-in tasks and their templates")
     ls.add_argument("--json", action="store_true", help="print JSON")

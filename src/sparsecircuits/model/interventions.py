@@ -71,17 +71,22 @@ def norm_hooks(model: SparseTransformer) -> list[str]:
 
 
 @torch.no_grad()
+def capture(model: SparseTransformer, hooks: list[str], run: Callable[[], object]) -> dict[str, torch.Tensor]:
+    """Run `run()` and record the (detached) activations at `hooks` by hook name."""
+    acts: dict[str, torch.Tensor] = {}
+
+    def save(x: torch.Tensor, hook: HookPoint) -> None:
+        acts[hook.name] = x.detach()
+
+    with model.hooks([(h, save) for h in hooks]):
+        run()
+    return acts
+
+
 def record_norm_scales(model: SparseTransformer, run: Callable[[], object]) -> dict[str, torch.Tensor]:
     """Run `run()` (a forward pass of the unmodified model) and record every norm's center
     and scale by hook name."""
-    stats: dict[str, torch.Tensor] = {}
-
-    def save(x: torch.Tensor, hook: HookPoint) -> None:
-        stats[hook.name] = x.detach()
-
-    with model.hooks([(name, save) for name in norm_hooks(model)]):
-        run()
-    return stats
+    return capture(model, norm_hooks(model), run)
 
 
 @contextmanager
@@ -114,6 +119,14 @@ def intervened(
         yield model
 
 
+def last_position_activations(
+    model: SparseTransformer, hooks: list[str], tokens: torch.Tensor, last_pos: torch.Tensor
+) -> dict[str, torch.Tensor]:
+    """The activations at `hooks` in the shapes `model.last_logits` sees (the last block's
+    later hooks only at each row's last position), under whatever hooks are attached."""
+    return capture(model, hooks, lambda: model.last_logits(tokens, last_pos))
+
+
 def last_norm_stats(model: SparseTransformer, tokens: torch.Tensor, last_pos: torch.Tensor) -> dict[str, torch.Tensor]:
     """The full model's norm stats in the shapes `model.last_logits` sees (to freeze them)."""
-    return record_norm_scales(model, lambda: model.last_logits(tokens, last_pos))
+    return last_position_activations(model, norm_hooks(model), tokens, last_pos)

@@ -16,6 +16,7 @@ from collections.abc import Mapping
 import torch
 
 from sparsecircuits.model.hooks import HookPoint
+from sparsecircuits.model.interventions import last_position_activations
 from sparsecircuits.model.locations import node_width
 from sparsecircuits.prune.batches import frozen_weights, length_chunks, select_pairs
 from sparsecircuits.prune.scores import ScoreInputs
@@ -65,7 +66,8 @@ def attribution_scores(inputs: ScoreInputs, steps: int = 1) -> dict[str, torch.T
             idx = torch.arange(start, min(n, start + config.batch_pairs))
             for part in length_chunks(train, idx):
                 batch = select_pairs(train, part)
-                clean = _margin_grads(inputs, batch, 1.0)[0] if steps > 1 else None
+                clean = (last_position_activations(model, inputs.hooks, batch.tokens, batch.last_pos)
+                         if steps > 1 else None)
                 for alpha in alphas:
                     acts, grads = _margin_grads(inputs, batch, alpha)
                     base = clean if clean is not None else acts

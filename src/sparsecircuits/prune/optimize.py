@@ -15,7 +15,11 @@ from tqdm.auto import tqdm
 
 from sparsecircuits.model import SparseTransformer
 from sparsecircuits.model.hooks import HookPoint
-from sparsecircuits.model.interventions import frozen_norms, last_norm_stats
+from sparsecircuits.model.interventions import (
+    frozen_norms,
+    last_norm_stats,
+    last_position_activations,
+)
 from sparsecircuits.model.locations import node_hooks
 from sparsecircuits.prune.batches import frozen_weights, length_chunks, select_pairs
 from sparsecircuits.prune.masks import NodeMasks
@@ -34,19 +38,6 @@ def full_model_norms(
     stats = last_norm_stats(model, batch.tokens, batch.last_pos)
     with frozen_norms(model, stats):
         yield model
-
-
-@torch.no_grad()
-def _activations(model: SparseTransformer, hooks: list[str], batch: TaskBatch) -> dict[str, torch.Tensor]:
-    """The unmasked model's activations at `hooks`, in the shapes the last-position pass sees."""
-    acts: dict[str, torch.Tensor] = {}
-
-    def save(x: torch.Tensor, hook: HookPoint) -> None:
-        acts[hook.name] = x.detach()
-
-    with model.hooks([(h, save) for h in hooks]):
-        model.last_logits(batch.tokens, batch.last_pos)
-    return acts
 
 
 @contextmanager
@@ -113,7 +104,8 @@ def optimize_masks(
             loss_task = torch.zeros(())
             for part in length_chunks(train, idx):
                 batch = select_pairs(train, part)
-                reference = _activations(model, masks.hooks, batch) if config.faithful_coef else None
+                reference = (last_position_activations(model, masks.hooks, batch.tokens, batch.last_pos)
+                             if config.faithful_coef else None)
                 with (
                     full_model_norms(model, batch, config.freeze_norms),
                     masks.applied(model, values) as gates,
