@@ -35,7 +35,9 @@ def test_bisection_returns_the_smallest_k_meeting_the_target(n: int) -> None:
         k, curve = bisect_k(loss_at, n, target)
         meeting = [i for i, v in enumerate(losses) if v <= target]
         assert k == (meeting[0] if meeting else None)
-        assert len(calls) == len(set(calls)) <= math.ceil(math.log2(n + 1)) + 2
+        # a target nothing meets also tries k = 1, 2, 4, ... below n
+        bound = math.ceil(math.log2(n + 1)) + (2 if meeting else 2 + max(n - 1, 0).bit_length())
+        assert len(calls) == len(set(calls)) <= bound
         assert [p["k"] for p in curve] == sorted(set(calls))
         assert all(p["loss"] == losses[p["k"]] for p in curve)
 
@@ -112,3 +114,16 @@ def test_bisection_with_a_hint_finds_the_same_k(hint: int) -> None:
     if 55 <= hint < n:
         assert calls[0] == hint and max(calls) == hint  # the bracket never went above the hint
     assert [p["k"] for p in curve] == sorted(calls)
+
+
+@pytest.mark.parametrize("hint", [None, 10, 90])
+def test_bisection_finds_a_subset_when_the_full_model_misses_the_target(hint: int | None) -> None:
+    # the loss falls to 0.1 at k=37, then rises again to 0.3 with every node (a full model
+    # whose noisy nodes push it above the target)
+    n = 200
+    losses = [max(0.1, 0.8 - 0.02 * k) if k <= 60 else 0.1 + 0.2 * (k - 60) / 140 for k in range(n + 1)]
+    k, curve = bisect_k(lambda k: losses[k], n, 0.15, hint=hint)
+    assert k == 33  # 0.8 - 0.02 * 33 = 0.14 is the first loss at most 0.15
+    if hint != 90:  # a hint that meets the target brackets the search without the scan
+        assert {p["k"] for p in curve} >= {n, 32, 64}
+    assert bisect_k(lambda k: losses[k], n, 0.05, hint=hint)[0] is None

@@ -1,5 +1,5 @@
 """The discovery-method registry, each method on the planted model of test_prune_planted,
-and the minimality pass."""
+and greedy elimination (acdc, the minimality pass)."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ from sparsecircuits.circuits import Circuit
 from sparsecircuits.errors import InputError
 from sparsecircuits.model.locations import node_width
 from sparsecircuits.prune import PruneConfig, prune
+from sparsecircuits.prune.greedy import eliminate
 from sparsecircuits.prune.methods import METHODS, DiscoveryMethod
 from sparsecircuits.prune.scores import NodeScores, ScoreInputs
 from test_prune_planted import PLANTED, PlantedTask, _node_set, planted_model
@@ -108,3 +109,29 @@ def test_a_method_without_a_proposal_keeps_every_node_when_the_target_is_out_of_
     circuit = _prune(method="attribution", target_loss=1e-9, minimal=False)
     assert not circuit.target_met
     assert circuit.n_nodes == sum(node_width(planted_model(), h) for h in circuit.nodes)
+
+
+class _SetLoss:
+    """An evaluator whose loss is 0 when every needed node is kept and each missing needed
+    node adds 1; it counts its evaluations."""
+
+    def __init__(self, needed: set[int]) -> None:
+        self.needed, self.calls = needed, 0
+
+    def loss(self, keep: dict[str, torch.Tensor]) -> float:
+        self.calls += 1
+        return float(sum(not bool(keep["h"][i]) for i in self.needed))
+
+
+@pytest.mark.parametrize("runs", [False, True])
+def test_elimination_keeps_exactly_the_needed_nodes(runs: bool) -> None:
+    needed = {3, 40, 41, 97}
+    evaluator = _SetLoss(needed)
+    keep = {"h": torch.ones(100, dtype=torch.bool)}
+    order = [("h", i) for i in range(100)]
+    kept, dropped = eliminate(evaluator, keep, order, threshold=0.5, runs=runs)  # type: ignore[arg-type]
+    assert set(kept["h"].nonzero().flatten().tolist()) == needed
+    assert sorted(i for _, i in dropped) == sorted(set(range(100)) - needed)
+    assert keep["h"].all()  # the input flags are not modified
+    # runs of unneeded nodes go in one evaluation each: far fewer than one per node
+    assert evaluator.calls == 100 if not runs else evaluator.calls < 50

@@ -37,10 +37,15 @@ def bisect_k(
     """Smallest k in [0, n] with loss_at(k) <= target, assuming the loss falls as k grows.
 
     Returns (k, curve) where curve lists every evaluated {"k", "loss"} sorted by k; k is None
-    when even all n nodes miss the target. `hint`, a k expected to meet the target (such as
+    when no evaluated k meets the target. `hint`, a k expected to meet the target (such as
     the number of nodes the masks kept), is tried first and narrows the bracket to [0, hint]
     when it does, or to [hint, n] when it does not. Evaluates loss_at about log2(n) + 2
     times, or log2(hint) + 3 with a hint that meets the target.
+
+    The loss need not fall all the way: when all n nodes miss the target (a full model at
+    or above it, whose noise some subsets leave out), k = 1, 2, 4, ... below n are tried in
+    turn and the bisection runs between the last that misses and the first that meets
+    (about 2 log2(n) evaluations in all).
     """
     if n < 0:
         raise InputError(f"n={n} nodes; must be >= 0")
@@ -61,7 +66,10 @@ def bisect_k(
         else:
             lo = hint
     if hi == n and not ok(n):
-        return None, curve()
+        hi = next((k for k in _doubling(n) if ok(k)), None)
+        if hi is None:
+            return None, curve()
+        lo = max((k for k in seen if k < hi and seen[k] > target), default=0)
     if lo == 0 and ok(0):
         return 0, curve()
     while hi - lo > 1:
@@ -71,3 +79,8 @@ def bisect_k(
         else:
             lo = mid
     return hi, curve()
+
+
+def _doubling(n: int) -> list[int]:
+    """1, 2, 4, ... below n."""
+    return [1 << i for i in range(max(n - 1, 0).bit_length())]
