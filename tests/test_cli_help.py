@@ -42,10 +42,7 @@ def paths(parser, path=()):
 
 codes = {}
 for path in paths(build_parser()):
-    try:
-        main([*path, "--help"])
-    except SystemExit as exc:
-        codes[" ".join(path)] = exc.code
+    codes[" ".join(path)] = main([*path, "--help"])
 heavy = sorted(m for m in ("torch", "numpy", "tokenizers") if m in sys.modules)
 print(json.dumps({"codes": codes, "heavy": heavy}))
 """

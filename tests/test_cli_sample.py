@@ -51,7 +51,7 @@ def test_sample_bad_input_exits_2(runs, capsys) -> None:
     code, _, err = _sample(capsys, "--model", str(bare), "--prompt", "x = ")
     assert code == 2 and "tokenizer" in err
     code, _, err = _sample(capsys, "--model", str(run), "--prompt", "x = ", "--top-k", "0")
-    assert code == 2 and "top_k" in err
+    assert code == 2 and "--top-k" in err
     code, _, err = _sample(capsys, "--model", str(run), "--prompt", "x = ", "--temperature", "-1")
     assert code == 2 and "temperature" in err
     assert _sample(capsys, "--model", "bundled:nope", "--prompt", "x")[0] == 2

@@ -119,13 +119,14 @@ def test_cli_bad_input_exits_2(tmp_path: Path, small_corpus_dir: Path, capsys) -
 
 def test_cli_resume_incompatible(tmp_path: Path, small_corpus_dir: Path, capsys) -> None:
     out = tmp_path / "run"
-    out.mkdir()
-    run = load_run_config("tiny-sparse")
-    record = {**run.to_dict(), "data": {"manifest_hash": "0" * 16}, "world_size": 1}
-    (out / "run_config.json").write_text(json.dumps(record))
     args = ["--config", "tiny-sparse", "--data", str(small_corpus_dir), "--out", str(out)]
-    assert _cli(*args) == 2
+    assert _cli(*args, "train.steps=4", "train.checkpoint_every=2") == 0
+    capsys.readouterr()
+    assert _cli(*args, "train.steps=4", "train.checkpoint_every=2") == 2
     assert "already holds a training run" in capsys.readouterr().err
-    assert _cli(*args, "--resume", "train.steps=99") == 2
+    record = json.loads((out / "run_config.json").read_text())
+    record["data"]["manifest_hash"] = "0" * 16  # as if trained on another corpus
+    (out / "run_config.json").write_text(json.dumps(record))
+    assert _cli(*args, "--resume", "train.steps=99", "train.checkpoint_every=2") == 2
     err = capsys.readouterr().err
-    assert "incompatible" in err and "steps: 60 -> 99" in err and "the corpus differs" in err
+    assert "incompatible" in err and "steps: 4 -> 99" in err and "the corpus differs" in err

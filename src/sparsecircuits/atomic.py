@@ -9,6 +9,7 @@ private temporary file and rename it (safetensors' `save_file` leaves 0600 files
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import tempfile
 from collections.abc import Iterator
@@ -16,6 +17,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from sparsecircuits.errors import InputError
+from sparsecircuits.runlock import host_tag, pid_alive
 
 
 def _umask() -> int:
@@ -47,13 +49,16 @@ def atomic_dir(path: str | Path, overwrite: bool = True) -> Iterator[Path]:
     """Yield a temporary folder beside `path`; on success it replaces `path` in one rename."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.tmp-", dir=path.parent))
+    tmp = Path(tempfile.mkdtemp(prefix=_temp_prefix(path.name), dir=path.parent))
     try:
         yield tmp
         _normalize_tree(tmp)
         if path.exists():
             if not overwrite:
                 raise InputError(f"{path} already exists; choose another output path")
+            if not path.is_dir():
+                raise InputError(f"{path} is a file, and a folder goes there; it is left untouched, "
+                                 "choose another output path")
             old = path.with_name(f".{path.name}.old-{os.getpid()}")
             path.rename(old)
             tmp.rename(path)
@@ -70,7 +75,7 @@ def atomic_file(path: str | Path) -> Iterator[Path]:
     """Yield a temporary file path beside `path`; on success it replaces `path` in one rename."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, name = tempfile.mkstemp(prefix=f".{path.name}.tmp-", dir=path.parent)
+    fd, name = tempfile.mkstemp(prefix=_temp_prefix(path.name), dir=path.parent)
     os.close(fd)
     tmp = Path(name)
     try:
@@ -86,3 +91,35 @@ def atomic_write_text(path: str | Path, text: str) -> None:
     """Write a UTF-8 text file through a temporary name and a rename."""
     with atomic_file(path) as tmp:
         tmp.write_text(text, encoding="utf-8")
+
+
+def _temp_prefix(name: str) -> str:
+    """`.NAME.tmp-PID-HOST-`: a temporary name that says which process writes it, so that a
+    later run can tell a killed writer's leftovers from a live writer's (`remove_orphans`)."""
+    return f".{name}.tmp-{os.getpid()}-{host_tag()}-"
+
+
+_TEMP = re.compile(r"^\..+\.tmp-(\d+)-([0-9a-f]{8})-")
+
+
+def remove_orphans(folder: str | Path, locked: bool = False) -> list[Path]:
+    """Delete the temporary entries (`.NAME.tmp-*`) that writers killed before their rename
+    left in `folder`: those whose writer, as the temporary name records it, is a process of
+    this host that no longer runs. With `locked` (the caller holds the folder's lock, so no
+    one else writes there) every temporary entry goes. Returns what was removed."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        return []
+    removed = []
+    for entry in sorted(folder.iterdir()):
+        if not (entry.name.startswith(".") and ".tmp-" in entry.name[1:]):
+            continue
+        writer = _TEMP.match(entry.name)
+        dead = writer is not None and writer.group(2) == host_tag() and not pid_alive(int(writer.group(1)))
+        if locked or dead:
+            if entry.is_dir() and not entry.is_symlink():
+                shutil.rmtree(entry, ignore_errors=True)
+            else:
+                entry.unlink(missing_ok=True)
+            removed.append(entry)
+    return removed

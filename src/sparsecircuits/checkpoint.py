@@ -28,12 +28,14 @@ from typing import Any
 import numpy as np
 import torch
 from safetensors import SafetensorError, safe_open
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
 
 from sparsecircuits.atomic import atomic_dir
 from sparsecircuits.bundled_names import resolve_model_spec
 from sparsecircuits.errors import CheckpointError, InputError
+from sparsecircuits.jsonio import read_json
 from sparsecircuits.model import ModelConfig, SparseTransformer
+from sparsecircuits.tensorio import save_tensors
 
 CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "model.safetensors"
@@ -41,6 +43,7 @@ TOKENIZER_FILE = "tokenizer.json"
 TRAINING_FILE = "training.json"
 METRICS_FILE = "metrics.jsonl"
 VAL_CORPUS_DIR = "corpus-val"  # a packed checkpoint's copy of its corpus's validation split
+DATA_PATH_KEYS = ("data_dir", "data", "corpus", "corpus_dir")  # where a record names its corpus
 
 COMPACT_LAYOUT = "sparsecircuits.compact/2"
 READABLE_COMPACT_LAYOUTS = ("sparsecircuits.compact/1", COMPACT_LAYOUT)
@@ -150,6 +153,23 @@ class Checkpoint:
         else the validation split packed beside the checkpoint (`corpus-val/`), else None."""
         return default_data_dir(self.training, self.path)
 
+    def open_corpus(self, data: Any = None) -> Any:
+        """The corpus to run this model on, checked against its vocabulary before anything
+        runs (`shards.open_for_model`): `data` (e.g. `--data`; a folder, TokenShards or a
+        token array) if given, else `corpus`. None when no corpus is known; InputError when
+        training.json names a corpus that is not found and no `corpus-val/` is packed."""
+        if data is None:
+            data = self.corpus
+            stored = [value for _, _, value in _data_paths(self.training)]
+            if data is None and stored:
+                tried = ", ".join(str(c) for c in _candidates(stored[0], self.path))
+                raise InputError(
+                    f"{self.path / TRAINING_FILE} names the corpus {stored[0]!r}, which is not found "
+                    f"(no shards.json in {tried}); pass --data DIR, the corpus folder the model was "
+                    "trained on"
+                )
+        return _corpus_for(data, self.config)
+
 
 @dataclass(frozen=True)
 class StageInputs:
@@ -157,7 +177,7 @@ class StageInputs:
 
     model: SparseTransformer
     tokenizer: Any | None
-    data: Any | None  # corpus folder or token array for mean ablation
+    data: Any | None  # TokenShards (checked against the model) or token array for mean ablation
     cache_dir: Path | None  # where ablation means are cached
     path: Path | None
 
@@ -167,8 +187,9 @@ def stage_inputs(
 ) -> StageInputs:
     """Unpack a Checkpoint (or a bare model) for a stage; arguments given explicitly win,
     the rest come from the checkpoint (its tokenizer, corpus and folder) or, for a bare
-    model, from the model (the tokenizer it carries). Pruning, validation and the report
-    build their batches on the CPU, so a model elsewhere is an input error, not a crash."""
+    model, from the model (the tokenizer it carries). A corpus folder is opened and checked
+    against the model's vocabulary (`data.shards.open_for_model`). Pruning, validation and
+    the report build their batches on the CPU, so a model elsewhere is an input error."""
     net = model.model if isinstance(model, Checkpoint) else model
     where = next(net.parameters()).device
     if where.type != "cpu":
@@ -178,29 +199,76 @@ def stage_inputs(
         return StageInputs(
             model.model,
             tokenizer if tokenizer is not None else model.tokenizer,
-            data if data is not None else model.corpus,
+            model.open_corpus(data),
             Path(cache_dir) if cache_dir is not None else model.path,
             model.path,
         )
     tokenizer = tokenizer if tokenizer is not None else getattr(model, "tokenizer", None)
-    return StageInputs(model, tokenizer, data, Path(cache_dir) if cache_dir is not None else None, None)
+    return StageInputs(
+        model, tokenizer, _corpus_for(data, model.cfg), Path(cache_dir) if cache_dir is not None else None, None
+    )
+
+
+def _corpus_for(data: Any, cfg: ModelConfig) -> Any:
+    """`data` for a model of config `cfg`: a corpus folder or TokenShards opened and checked
+    against its vocabulary (`data.shards.open_for_model`); token arrays and None as given."""
+    from sparsecircuits.data.shards import TokenShards
+    from sparsecircuits.data.shards import open_for_model as open_shards
+
+    if isinstance(data, (str, Path, TokenShards)):
+        return open_shards(data, cfg.vocab_size)
+    return data
+
+
+def _data_paths(training: dict[str, Any] | None) -> list[tuple[str, str | None, str]]:
+    """The corpus paths a training record names, in `DATA_PATH_KEYS` order, as (key, the
+    key inside a `{"path": ...}` value or None, path)."""
+    found = []
+    for key in DATA_PATH_KEYS:
+        value = (training or {}).get(key)
+        inner = next((k for k in ("path", "dir") if value.get(k)), None) if isinstance(value, dict) else None
+        if inner is not None:
+            value = value[inner]
+        if isinstance(value, str) and value:
+            found.append((key, inner, value))
+    return found
+
+
+def _candidates(stored: str, checkpoint_dir: str | Path | None) -> list[Path]:
+    """Where a stored corpus path may be: an absolute one as is; a relative one (an older
+    record's) in the checkpoint folder first, then in the current directory."""
+    path = Path(stored)
+    if path.is_absolute():
+        return [path]
+    return [*([Path(checkpoint_dir) / path] if checkpoint_dir is not None else []), path.absolute()]
+
+
+def _find_corpus(stored: str, checkpoint_dir: str | Path | None) -> Path | None:
+    """The first of `_candidates` that is a corpus folder (holds a shards.json), or None."""
+    return next((c for c in _candidates(stored, checkpoint_dir) if (c / "shards.json").is_file()), None)
+
+
+def absolute_data_paths(training: dict[str, Any], base: str | Path | None = None) -> dict[str, Any]:
+    """`training` with each relative corpus path it names made absolute (found in `base`,
+    then the current directory), so a command run from another directory finds the corpus;
+    a path that is not found is kept as given."""
+    out = dict(training)
+    for key, inner, stored in _data_paths(training):
+        found = None if Path(stored).is_absolute() else _find_corpus(stored, base)
+        if found is not None:
+            absolute = str(found.resolve())
+            out[key] = {**out[key], inner: absolute} if inner else absolute
+    return out
 
 
 def default_data_dir(training: dict[str, Any] | None, checkpoint_dir: str | Path | None = None) -> Path | None:
-    """The corpus folder of a checkpoint: the one its training.json names (`data_dir`,
-    `data`, `corpus`; absolute or relative to the checkpoint) if it exists, else the
-    checkpoint's own `corpus-val/` copy of the validation split, else None."""
-    for key in ("data_dir", "data", "corpus", "corpus_dir"):
-        value = (training or {}).get(key)
-        if isinstance(value, dict):
-            value = value.get("path") or value.get("dir")
-        if not isinstance(value, str) or not value:
-            continue
-        path = Path(value)
-        if not path.is_absolute() and checkpoint_dir is not None and not path.exists():
-            path = Path(checkpoint_dir) / path
-        if (path / "shards.json").is_file():
-            return path
+    """The corpus folder of a checkpoint: the first one its training.json names (`data_dir`,
+    `data`, `corpus`, `corpus_dir`; see `_candidates` for relative paths) that exists, else
+    the checkpoint's own `corpus-val/` copy of the validation split, else None."""
+    for _, _, stored in _data_paths(training):
+        found = _find_corpus(stored, checkpoint_dir)
+        if found is not None:
+            return found
     if checkpoint_dir is not None and (Path(checkpoint_dir) / VAL_CORPUS_DIR / "shards.json").is_file():
         return Path(checkpoint_dir) / VAL_CORPUS_DIR
     return None
@@ -212,7 +280,8 @@ def save_checkpoint(
     tokenizer: Any | None = None,
     training: dict | None = None,
 ) -> Path:
-    """Write a checkpoint folder atomically; `tokenizer` is a tokenizers.Tokenizer or a path."""
+    """Write a checkpoint folder atomically; `tokenizer` is a tokenizers.Tokenizer or a path.
+    Relative corpus paths in `training` are stored absolute (`absolute_data_paths`)."""
     return _write_checkpoint(
         model, path, _tensors_to_save(model), {"format": "pt"}, tokenizer, training
     )
@@ -233,14 +302,15 @@ def _write_checkpoint(
     path = Path(path)
     with atomic_dir(path) as tmp:
         (tmp / CONFIG_FILE).write_text(model.cfg.to_json() + "\n", encoding="utf-8")
-        save_file(tensors, str(tmp / WEIGHTS_FILE), metadata=metadata)
+        save_tensors(tensors, tmp / WEIGHTS_FILE, metadata=metadata)
         if tokenizer is not None:
             if isinstance(tokenizer, (str, Path)):
                 shutil.copyfile(tokenizer, tmp / TOKENIZER_FILE)
             else:
                 tokenizer.save(str(tmp / TOKENIZER_FILE))
         if training is not None:
-            (tmp / TRAINING_FILE).write_text(json.dumps(training, indent=2) + "\n", encoding="utf-8")
+            record = absolute_data_paths(training)
+            (tmp / TRAINING_FILE).write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
         for extra in extra_files:
             shutil.copyfile(extra, tmp / Path(extra).name)
         if val_corpus is not None:
@@ -254,10 +324,11 @@ def load_config(path: str | Path) -> ModelConfig:
     cfg_path = path / CONFIG_FILE
     if not path.is_dir():
         raise CheckpointError(f"checkpoint folder {path} does not exist")
-    if not cfg_path.is_file():
+    if not cfg_path.exists():
         raise CheckpointError(f"{cfg_path} is missing: {path} is not a sparsecircuits checkpoint")
+    data = read_json(cfg_path, f"{path} is not a sparsecircuits checkpoint, or a damaged one", CheckpointError)
     try:
-        return ModelConfig.from_json(cfg_path.read_text(encoding="utf-8"))
+        return ModelConfig.from_dict(data)
     except InputError as exc:
         raise CheckpointError(f"{cfg_path}: {exc}") from exc
 
@@ -408,14 +479,26 @@ def _read_weights(weights: Path) -> dict[str, torch.Tensor]:
     except (SafetensorError, OSError, ValueError) as exc:
         raise CheckpointError(f"{weights} is corrupt or truncated ({exc}); re-save or re-download it") from exc
     layout = metadata.get("layout")
-    if layout is None:
-        return tensors
-    if layout not in READABLE_COMPACT_LAYOUTS:
+    if layout is not None and layout not in READABLE_COMPACT_LAYOUTS:
         raise CheckpointError(
             f"{weights} has weights layout {layout!r}, which this version cannot read "
             f"(it reads the dense layout and {', '.join(READABLE_COMPACT_LAYOUTS)}); upgrade sparsecircuits"
         )
-    return expand_tensors(tensors, metadata, str(weights))
+    if layout is not None:
+        tensors = expand_tensors(tensors, metadata, str(weights))
+    check_finite(tensors, weights)
+    return tensors
+
+
+def check_finite(tensors: dict[str, torch.Tensor], source: Path | str) -> None:
+    """Refuse weights holding NaN or Inf: a diverged run or a damaged file, never a model."""
+    for name, tensor in tensors.items():
+        if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
+            bad = int((~torch.isfinite(tensor)).sum())
+            raise CheckpointError(
+                f"{source}: tensor {name} is not finite ({bad} NaN or Inf values): the run diverged "
+                "or the file is damaged; load an earlier checkpoint or retrain"
+            )
 
 
 def save_compact_checkpoint(
@@ -443,28 +526,31 @@ def save_compact_checkpoint(
 
 def copy_validation_split(corpus: str | Path, dest: str | Path, max_tokens: int | None = None) -> Path:
     """Copy a corpus folder's validation split, tokenizer and shards.json (train split emptied,
-    manifest hash kept, `subset` noted) to `dest`: enough for mean ablation and snippets.
+    corpus hash kept, `subset` noted) to `dest`: enough for mean ablation and snippets.
 
     With `max_tokens`, only whole documents are kept, drawn in a fixed pseudo-random order
     (seed 0) until the next would not fit, then written in their corpus order: a sample of
     every source rather than the first files, small enough to ship with a model.
     """
+    from sparsecircuits.data.shards import SHARDS_FORMAT, TokenShards
+
     corpus, dest = Path(corpus), Path(dest)
     if max_tokens is not None and max_tokens < 1:
         raise InputError(f"--val-tokens must be at least 1, not {max_tokens}")
     try:
-        info = json.loads((corpus / "shards.json").read_text(encoding="utf-8"))
-        val_file, train_file = info["val"]["file"], info["train"]["file"]
-        tokenizer = info.get("tokenizer", TOKENIZER_FILE)
-        dtype, eot = np.dtype(info["dtype"]), int(info["eot_id"])
-    except (OSError, json.JSONDecodeError, KeyError, TypeError) as exc:
-        raise InputError(f"--val-corpus {corpus}: not a corpus folder with a valid shards.json ({exc})") from exc
+        shards = TokenShards.open(corpus)
+    except InputError as exc:
+        raise InputError(f"--val-corpus {corpus}: {exc}") from exc
+    # the copy keeps the corpus hash (computed here for a corpus built before it was recorded)
+    info = {**shards.info, "format": SHARDS_FORMAT, "manifest_hash": shards.manifest_hash,
+            "sources_hash": shards.sources_hash, "tokenizer_sha256": shards.tokenizer_sha256}
+    val_file, train_file = info["val"]["file"], info["train"]["file"]
     dest.mkdir(parents=True, exist_ok=True)
     note = f"validation split only, copied from {corpus.name}"
     if max_tokens is None or info["val"]["tokens"] <= max_tokens:
         shutil.copyfile(corpus / val_file, dest / val_file)
     else:
-        docs = _documents(np.fromfile(corpus / val_file, dtype=dtype), eot)
+        docs = _documents(np.asarray(shards.val), shards.eot_id)
         kept, total = [], 0
         for i in np.random.default_rng(0).permutation(len(docs)):
             if total + len(docs[i]) <= max_tokens:
@@ -476,7 +562,7 @@ def copy_validation_split(corpus: str | Path, dest: str | Path, max_tokens: int 
         whole = {"tokens": info["val"]["tokens"], "documents": info["val"]["documents"]}
         info["val"] = {**info["val"], "tokens": total, "documents": len(kept), "sample_of": whole}
         note += f", {len(kept)} of its documents (at most {max_tokens:,} tokens)"
-    shutil.copyfile(corpus / tokenizer, dest / tokenizer)
+    shutil.copyfile(shards.tokenizer_path, dest / info.get("tokenizer", TOKENIZER_FILE))
     (dest / train_file).write_bytes(b"")
     info["train"] = {**info["train"], "tokens": 0, "documents": 0}
     info["subset"] = note
@@ -502,8 +588,9 @@ def pack_checkpoint(
     src = Path(src)
     ckpt = load_checkpoint(src)
     extras = tuple(p for p in (src / METRICS_FILE,) if p.is_file())
+    training = absolute_data_paths(ckpt.training, src) if ckpt.training is not None else None
     return save_compact_checkpoint(
-        ckpt.model, out, tokenizer=ckpt.tokenizer_path, training=ckpt.training,
+        ckpt.model, out, tokenizer=ckpt.tokenizer_path, training=training,
         bigram_dtype=bigram_dtype, extra_files=extras, val_corpus=val_corpus, val_tokens=val_tokens,
     )
 
@@ -516,7 +603,7 @@ def load_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> Che
     cfg = load_config(path)
     weights = path / WEIGHTS_FILE
     if not weights.is_file():
-        raise CheckpointError(f"{weights} is missing")
+        raise CheckpointError(f"{weights} is {'not a file' if weights.exists() else 'missing'}")
     tensors = _read_weights(weights)
     model = SparseTransformer(cfg)
     check_state_dict(model, tensors, str(weights))
@@ -530,10 +617,9 @@ def load_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> Che
 
         tokenizer = load_tokenizer(path / TOKENIZER_FILE)
     training = None
-    if (path / TRAINING_FILE).is_file():
-        try:
-            training = json.loads((path / TRAINING_FILE).read_text(encoding="utf-8"))
-        except json.JSONDecodeError as exc:
-            raise CheckpointError(f"{path / TRAINING_FILE} is not valid JSON: {exc}") from exc
+    if (path / TRAINING_FILE).exists():
+        training = read_json(path / TRAINING_FILE, "restore or delete the training record", CheckpointError)
+        if not isinstance(training, dict):
+            raise CheckpointError(f"{path / TRAINING_FILE} is not a JSON object; restore or delete it")
     model.tokenizer = tokenizer
     return Checkpoint(model=model, path=path, tokenizer=tokenizer, training=training)

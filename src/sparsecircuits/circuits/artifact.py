@@ -33,6 +33,7 @@ The bigram table, biases and norms are not nodes: they stay as in the full model
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -40,7 +41,7 @@ from typing import Any
 
 import torch
 from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
 
 from sparsecircuits import __version__
 from sparsecircuits.atomic import atomic_dir
@@ -56,6 +57,7 @@ from sparsecircuits.errors import InputError
 from sparsecircuits.jsonio import read_json
 from sparsecircuits.model import SparseTransformer
 from sparsecircuits.model.locations import all_node_hooks, hook_location, node_locations, node_width
+from sparsecircuits.tensorio import save_tensors
 
 CIRCUIT_FORMAT = "sparsecircuits.circuit/1"
 CIRCUIT_FILE = "circuit.json"
@@ -161,30 +163,55 @@ class Circuit:
         if missing:
             raise InputError(f"{source}: missing field(s) {', '.join(missing)}")
         try:
-            nodes = {str(h): sorted(int(i) for i in idx) for h, idx in d["nodes"].items()}
-            links = {k: [Edge.from_dict(e) for e in d.get(k, [])] for k in ("residual_links", "embed_links", "unembed_links")}
-            return cls(
-                model=dict(d["model"]),
-                task=TaskRecord.from_dict(d["task"]),
-                ablation=str(d["ablation"]),
-                target_loss=float(d["target_loss"]),
-                nodes=nodes,
-                edges=[Edge.from_dict(e) for e in d["edges"]],
-                losses=CircuitLosses.from_dict(d["losses"]),
-                seed=int(d["seed"]),
-                pruning=PruningRecord.from_dict(d["pruning"]),
-                target_met=bool(d.get("target_met", True)),
-                curve=[{"k": int(p["k"]), "loss": float(p["loss"])} for p in d.get("curve", [])],
-                calibration=CalibrationRecord.from_dict(d.get("calibration")),
-                tokens={k: [int(t) for t in v] for k, v in d.get("tokens", {}).items()},
-                version=str(d.get("version", "")),
-                minimality=dict(d["minimality"]) if d.get("minimality") is not None else None,
-                **links,
-            )
+            circuit = cls._parse(d)
         except (AttributeError, KeyError, TypeError, ValueError) as exc:
             if isinstance(exc, InputError):
                 raise InputError(f"{source}: {exc}") from exc
             raise InputError(f"{source}: malformed field ({exc!r}); re-run `sparsecircuits prune`") from exc
+        circuit.check_edges(source)
+        return circuit
+
+    @classmethod
+    def _parse(cls, d: Mapping[str, Any]) -> Circuit:
+        """The fields of circuit.json as a Circuit (KeyError/ValueError on a bad field)."""
+        nodes = {str(h): sorted(int(i) for i in idx) for h, idx in d["nodes"].items()}
+        links = {k: [Edge.from_dict(e) for e in d.get(k, [])] for k in ("residual_links", "embed_links", "unembed_links")}
+        return cls(
+            model=dict(d["model"]),
+            task=TaskRecord.from_dict(d["task"]),
+            ablation=str(d["ablation"]),
+            target_loss=float(d["target_loss"]),
+            nodes=nodes,
+            edges=[Edge.from_dict(e) for e in d["edges"]],
+            losses=CircuitLosses.from_dict(d["losses"]),
+            seed=int(d["seed"]),
+            pruning=PruningRecord.from_dict(d["pruning"]),
+            target_met=bool(d.get("target_met", True)),
+            curve=[{"k": int(p["k"]), "loss": float(p["loss"])} for p in d.get("curve", [])],
+            calibration=CalibrationRecord.from_dict(d.get("calibration")),
+            tokens={k: [int(t) for t in v] for k, v in d.get("tokens", {}).items()},
+            version=str(d.get("version", "")),
+            minimality=dict(d["minimality"]) if d.get("minimality") is not None else None,
+            **links,
+        )
+
+    def check_edges(self, source: str = "circuit") -> None:
+        """InputError unless every edge joins two nodes of the circuit, once, with a finite
+        weight, and every link weight is finite: what the circuit's size counts is real."""
+        kept = {node_id(h, i) for h, idx in self.nodes.items() for i in idx}
+        seen: set[tuple[str, str]] = set()
+        for edge in self.edges:
+            absent = next((n for n in (edge.src, edge.dst) if n not in kept), None)
+            if absent is not None:
+                raise InputError(f"{source}: edge {edge.src} -> {edge.dst}: {absent} is not a node of the circuit; "
+                                 "re-run `sparsecircuits prune`")
+            if (edge.src, edge.dst) in seen:
+                raise InputError(f"{source}: edge {edge.src} -> {edge.dst} is listed twice; re-run `sparsecircuits prune`")
+            seen.add((edge.src, edge.dst))
+        for edge in (*self.edges, *self.residual_links, *self.embed_links, *self.unembed_links):
+            if not math.isfinite(edge.weight):
+                raise InputError(f"{source}: edge {edge.src} -> {edge.dst} has weight {edge.weight}, not a finite "
+                                 "number; re-run `sparsecircuits prune`")
 
     def save(self, path: str | Path) -> Path:
         """Write the circuit folder atomically: circuit.json and masks.safetensors."""
@@ -192,7 +219,7 @@ class Circuit:
         with atomic_dir(path) as tmp:
             (tmp / CIRCUIT_FILE).write_text(json.dumps(self.to_dict(), indent=1) + "\n", encoding="utf-8")
             if self.masks:
-                save_file({h: t.detach().float().contiguous() for h, t in self.masks.items()}, str(tmp / MASKS_FILE))
+                save_tensors({h: t.detach().float().contiguous() for h, t in self.masks.items()}, tmp / MASKS_FILE)
         return path
 
     @classmethod

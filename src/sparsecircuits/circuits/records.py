@@ -4,6 +4,7 @@ reads older files (missing fields stay None; unknown pruning settings are kept).
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -63,7 +64,11 @@ class CircuitLosses:
         unknown = sorted(set(d) - set(LOSS_KEYS))
         if unknown:
             raise ValueError(f"unknown loss key(s) {unknown}; known: {', '.join(LOSS_KEYS)}")
-        return cls(**{k: float(v) for k, v in d.items()})
+        losses = {k: float(v) for k, v in d.items()}
+        bad = [k for k, v in losses.items() if not math.isfinite(v)]
+        if bad:
+            raise ValueError(f"losses.{bad[0]} is {losses[bad[0]]}, not a finite number")
+        return cls(**losses)
 
 
 @dataclass(frozen=True)

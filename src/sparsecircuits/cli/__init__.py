@@ -3,8 +3,9 @@
 Each module here exposes `register(subparsers)`, which adds its subcommand(s) and sets
 `func` on the parser to a callable taking the parsed arguments and returning an exit code.
 Parsers are built without importing torch (the modules import the pipeline inside their
-command functions), so `--help` answers at once. Input errors (`InputError`) print a
-one-line message and exit with code 2. `python -m sparsecircuits.cli` runs the same
+command functions), so `--help` answers at once. Input errors (`InputError`) and OS errors (a full
+disk,
+a read-only folder) print a one-line message and exit with code 2. `python -m sparsecircuits.cli` runs the same
 command (which is how `torchrun ... -m sparsecircuits.cli train` launches it).
 """
 
@@ -51,7 +52,10 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the CLI; returns the process exit code (0 ok, 2 bad input)."""
     parser = build_parser()
-    args = parser.parse_args(argv)
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:  # --help, --version, or a usage error argparse has printed
+        return int(exc.code or 0)
     if getattr(args, "func", None) is None:
         parser.print_help()
         return 2
@@ -63,6 +67,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     except BrokenPipeError:
         sys.stderr.close()
         return 0
+    except OSError as exc:  # a full disk, a read-only folder, a path the OS refuses
+        where = f"{exc.filename}: " if exc.filename else ""
+        print(f"sparsecircuits {args.command}: error: {where}{exc.strerror or exc}; nothing was replaced "
+              "(outputs are written under a temporary name and renamed)", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
+        print(f"sparsecircuits {args.command}: interrupted; what it was writing was not renamed into place, "
+              "so earlier outputs are as they were", file=sys.stderr)
         return 130

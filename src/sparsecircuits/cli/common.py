@@ -8,11 +8,14 @@ anything heavy is imported inside the function that needs it.
 from __future__ import annotations
 
 import argparse
+import math
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from sparsecircuits.bundled_names import resolve_model_spec
+from sparsecircuits.data.staging import CORPUS_FILES
 from sparsecircuits.errors import InputError
 
 MODEL_HELP = "checkpoint folder, or a bundled model: bundled:small-sparse, bundled:small-dense"
@@ -143,7 +146,7 @@ class Artifact:
         )
 
 
-CORPUS = Artifact("corpus folder", markers=("manifest.json", "shards.json"))
+CORPUS = Artifact("corpus folder", markers=CORPUS_FILES)
 # The file names of each artifact, spelled here so that `--out` is checked before torch loads
 # (tests/test_cli_common.py checks them against the library's constants).
 TRAINING_RUN_FILES = ("run_config.json", "state")
@@ -160,6 +163,7 @@ def check_out(out: str | Path, artifact: Artifact, force: bool) -> Path:
     replaced only with `--force`; anything else (a file where a folder goes, a folder of
     other things, a training run) is refused and left untouched."""
     path = Path(out)
+    check_writable_parent(path, "--out")
     if not path.exists():
         return path
     if not artifact.holds(path):
@@ -171,3 +175,40 @@ def check_out(out: str | Path, artifact: Artifact, force: bool) -> Path:
     if not force:
         raise InputError(f"--out {path} already exists; pass --force to replace it, or choose another --out")
     return path
+
+
+def check_writable_parent(path: Path, flag: str) -> None:
+    """Refuse, before any compute, a path that cannot be created: one under a regular file,
+    or in a folder this process may not write to."""
+    parent = next((p for p in path.absolute().parents if p.exists()), None)
+    if parent is None:
+        return
+    if not parent.is_dir():
+        raise InputError(f"{flag} {path}: {parent} is a file, not a folder; choose another {flag}")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise InputError(f"{flag} {path}: the folder {parent} is not writable; choose another {flag}")
+
+
+def positive_int(text: str) -> int:
+    """argparse type: an integer >= 1."""
+    return _number(text, int, lambda v: v >= 1, "a positive integer")
+
+
+def count(text: str) -> int:
+    """argparse type: an integer >= 0."""
+    return _number(text, int, lambda v: v >= 0, "an integer >= 0")
+
+
+def positive_float(text: str) -> float:
+    """argparse type: a finite number > 0."""
+    return _number(text, float, lambda v: 0 < v < math.inf, "a finite number > 0")
+
+
+def _number(text: str, kind: type, ok: Any, what: str) -> Any:
+    try:
+        value = kind(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not {what}") from None
+    if not ok(value):
+        raise argparse.ArgumentTypeError(f"{text!r} is not {what}")
+    return value

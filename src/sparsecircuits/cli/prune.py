@@ -147,7 +147,7 @@ def _run(args: argparse.Namespace) -> int:
             f"--model {args.model} has no tokenizer.json, which tasks need to encode their prompts; "
             "use a checkpoint saved with its tokenizer"
         )
-    data = args.data or ckpt.corpus
+    data = ckpt.open_corpus(args.data)
     result = prune(
         ckpt.model, task, ckpt.tokenizer, config, data=data, progress=not args.no_progress,
         cache_dir=ckpt.path, model_path=run.resolve(),

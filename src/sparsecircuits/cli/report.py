@@ -15,6 +15,7 @@ from sparsecircuits.cli.common import (
     add_force,
     check_out,
     model_path,
+    positive_int,
     resolve_device,
 )
 from sparsecircuits.errors import InputError
@@ -50,7 +51,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--data", metavar="CORPUS_DIR",
                    help="corpus folder for snippets and mean ablation values (default: the model's)")
     p.add_argument("--plots", metavar="DIR", help="also write PNG and SVG plots to DIR (default: no plots)")
-    p.add_argument("--pairs", type=int, default=32, metavar="N", help="task pairs for per-node details")
+    p.add_argument("--pairs", type=positive_int, default=32, metavar="N", help="task pairs for per-node details")
     p.set_defaults(func=_run)
 
 
@@ -66,18 +67,22 @@ class _Models:
         if self.args.no_model:
             return None, None, self.args.data, None
         spec = self.args.model or circuit_model.get("path")
-        path = model_path(spec) if spec else None
-        if path is None or not path.is_dir():
-            if spec:
-                print(f"note: model {spec} not found; per-node details not computed (use --model RUN)", file=sys.stderr)
+        if not spec:
+            print("note: the circuit records no model path; per-node details not computed (use --model RUN)",
+                  file=sys.stderr)
             return None, None, self.args.data, None
+        path = model_path(spec)
+        if not path.is_dir():
+            given = f"--model {spec}" if self.args.model else f"the circuit's model {spec}"
+            raise InputError(f"{given} is not a checkpoint folder; pass --model RUN, or --no-model for a report "
+                             "without per-node details")
         if path not in self.loaded:
             from sparsecircuits.checkpoint import load_checkpoint
 
             ckpt = load_checkpoint(path, device=resolve_device(self.args.device))
             if ckpt.tokenizer is None:
                 print(f"note: {path} has no tokenizer.json; per-node details not computed", file=sys.stderr)
-            data = self.args.data or ckpt.corpus
+            data = ckpt.open_corpus(self.args.data)
             self.loaded[path] = (ckpt.model, ckpt.tokenizer, data, ckpt.training)
         return self.loaded[path]
 
@@ -117,8 +122,6 @@ def _run(args: argparse.Namespace) -> int:
     if out.suffix.lower() not in (".html", ".htm"):
         raise InputError(f"--out {out}: a report is an HTML file; give a name ending in .html")
     check_out(out, FILE, args.force)
-    if args.pairs < 1:
-        raise InputError(f"--pairs {args.pairs}: give a positive number of task pairs")
     models = _Models(args)
     written = [out]
     if args.circuit:

@@ -7,7 +7,15 @@ from __future__ import annotations
 
 import argparse
 
-from sparsecircuits.cli.common import add_command, add_device, add_model, model_path, resolve_device
+from sparsecircuits.cli.common import (
+    add_command,
+    add_device,
+    add_model,
+    count,
+    model_path,
+    positive_int,
+    resolve_device,
+)
 from sparsecircuits.errors import InputError
 
 
@@ -40,11 +48,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_model(p)
     p.add_argument("--prompt", required=True, metavar="TEXT",
                    help="the text to continue (an empty one starts a new document)")
-    p.add_argument("--max-new-tokens", type=int, default=32, metavar="N",
+    p.add_argument("--max-new-tokens", type=count, default=32, metavar="N",
                    help="tokens to generate at most (it stops early at <|endoftext|>)")
     p.add_argument("--temperature", type=float, default=1.0, metavar="T",
                    help="softmax temperature (0: greedy, always the most likely token)")
-    p.add_argument("--top-k", type=int, metavar="K",
+    p.add_argument("--top-k", type=positive_int, metavar="K",
                    help="sample only among the K most likely tokens (default: all tokens)")
     p.add_argument("--seed", type=int, metavar="S",
                    help="seed of the sampling, for a repeatable continuation (default: unseeded)")

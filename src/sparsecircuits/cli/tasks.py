@@ -19,7 +19,10 @@ from sparsecircuits.cli.common import (
     add_group,
     add_model,
     check_out,
+    count,
     model_path,
+    positive_float,
+    positive_int,
     resolve_device,
     resolve_task,
 )
@@ -47,9 +50,18 @@ def _model_tokenizer(run: str) -> Any:
 
 
 def _tokenizer(args: argparse.Namespace) -> Any:
+    """--tokenizer, or the model's own; a --tokenizer that differs from the tokenizer saved
+    with --model is refused (its ids would silently mean other strings)."""
     from sparsecircuits.data.tokenizer import load_tokenizer
 
-    return load_tokenizer(args.tokenizer) if args.tokenizer else _model_tokenizer(args.model)
+    if not args.tokenizer:
+        return _model_tokenizer(args.model)
+    given = load_tokenizer(args.tokenizer)
+    own = model_path(args.model) / TOKENIZER_FILE if getattr(args, "model", None) else None
+    if own is not None and own.is_file() and load_tokenizer(own).to_str() != given.to_str():
+        raise InputError(f"--tokenizer {args.tokenizer} is not the tokenizer of --model {args.model} ({own}); "
+                         "drop --tokenizer to use the model's own")
+    return given
 
 
 def _list(args: argparse.Namespace) -> int:
@@ -163,8 +175,8 @@ def _eval(args: argparse.Namespace) -> int:
 
 def _add_pair_options(p: argparse.ArgumentParser, pairs: int, split: str) -> None:
     """`--pairs` (old spelling `--n`), `--seed` and `--split`."""
-    p.add_argument("--pairs", type=int, default=pairs, metavar="N", help="pairs per task")
-    add_alias(p, "--n", "pairs", type=int)
+    p.add_argument("--pairs", type=positive_int, default=pairs, metavar="N", help="pairs per task")
+    add_alias(p, "--n", "pairs", type=positive_int)
     p.add_argument("--seed", type=int, default=0, help="generation seed")
     p.add_argument("--split", choices=SPLITS, default=split, help="pair split")
 
@@ -179,13 +191,13 @@ def _register_eval(tsub: argparse._SubParsersAction) -> None:
     add_alias(ev, "--task-file", "task", action="append")
     ev.add_argument("--tokenizer", help="tokenizer.json to use (default: the checkpoint's)")
     _add_pair_options(ev, pairs=200, split="test")
-    ev.add_argument("--batch-size", type=int, default=64, help="pairs per forward pass")
-    ev.add_argument("--target-loss", type=float, default=DEFAULT_TARGET_LOSS,
+    ev.add_argument("--batch-size", type=positive_int, default=64, help="pairs per forward pass")
+    ev.add_argument("--target-loss", type=positive_float, default=DEFAULT_TARGET_LOSS,
                     help="a task is solved when its loss is at most this")
     add_device(ev)
     ev.add_argument("--out", metavar="FILE", help="also write the results as JSON to this file (default: none)")
     add_force(ev, "a results file")
-    ev.add_argument("--worst", type=int, default=0, metavar="K",
+    ev.add_argument("--worst", type=count, default=0, metavar="K",
                     help="also list each task's K highest-loss prompts (0: none)")
     ev.add_argument("--json", action="store_true", help="print JSON")
     ev.set_defaults(func=_eval)

@@ -9,9 +9,12 @@ from __future__ import annotations
 
 import argparse
 import os
+import shlex
+import sys
 from importlib import resources
+from pathlib import Path
 
-from sparsecircuits.cli.common import add_command
+from sparsecircuits.cli.common import add_command, check_writable_parent
 from sparsecircuits.errors import InputError
 
 USAGE = (
@@ -39,16 +42,22 @@ def _train(args: argparse.Namespace) -> int:
     missing = [flag for flag, value in (("--data", args.data), ("--out", args.out)) if value is None]
     if missing:
         raise InputError(f"{' and '.join(missing)} required (only --print-config runs without them)")
-    from sparsecircuits.train import train
+    check_writable_parent(Path(args.out), "--out")
+    from sparsecircuits.train import TrainingInterrupted, train
 
-    result = train(
-        args.config,
-        args.data,
-        args.out,
-        resume=args.resume,
-        overrides=args.overrides,
-        progress=not args.no_progress,
-    )
+    try:
+        result = train(
+            args.config,
+            args.data,
+            args.out,
+            resume=args.resume,
+            overrides=args.overrides,
+            progress=not args.no_progress,
+        )
+    except TrainingInterrupted as exc:
+        if os.environ.get("RANK", "0") == "0":
+            print(f"sparsecircuits train: {exc}; {_again(args, exc.checkpoint is not None)}", file=sys.stderr)
+        return 130
     if os.environ.get("RANK", "0") != "0":  # under torchrun only rank 0 reports
         return 0
     print(
@@ -58,6 +67,13 @@ def _train(args: argparse.Namespace) -> int:
     )
     print(f"model checkpoint: {result.out_dir} (metrics.jsonl, run_config.json, state/ beside it)")
     return 0
+
+
+def _again(args: argparse.Namespace, resume: bool) -> str:
+    """The command that continues an interrupted run (or starts it over when nothing was saved)."""
+    words = ["sparsecircuits", "train", "--config", args.config, "--data", args.data, "--out", args.out]
+    words += ["--resume"] if resume else []
+    return f"{'continue' if resume else 'start it over'} with: {shlex.join([*words, *args.overrides])}"
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -72,7 +88,12 @@ def register(sub: argparse._SubParsersAction) -> None:
             "run_config.json, resumable states under state/, and at the end the model "
             "checkpoint itself (config.json, model.safetensors, tokenizer.json, training.json). "
             "An existing run is never overwritten: continue it with --resume or choose another "
-            "--out. Launch under `torchrun --nproc_per_node N` for data-parallel training."
+            "--out. A run that stopped before its first checkpoint saved nothing, so the same "
+            "command (without --resume) starts it over in the same --out. One run at a time "
+            "writes into RUN (it holds RUN/.lock); --resume continues from the newest saved state "
+            "that loads, warning about damaged newer ones. Ctrl-C stops the run, keeping its "
+            "last checkpoint, and prints the command that continues it. Launch under "
+            "`torchrun --nproc_per_node N` for data-parallel training."
         ),
         epilog=(
             "presets: " + ", ".join(preset_names()) + ". Every ModelConfig and TrainConfig field "
@@ -86,7 +107,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--data", metavar="DIR", help="corpus folder from `corpus build` (required to train)")
     p.add_argument("--out", metavar="RUN", help="run folder, created (required to train)")
-    p.add_argument("--resume", action="store_true", help="continue RUN from its newest saved state")
+    p.add_argument("--resume", action="store_true",
+                   help="continue RUN from its newest saved state that loads, with the run's own "
+                        "config (a different recipe, seed or corpus is refused)")
     p.add_argument("--print-config", action="store_true",
                    help="print the run config (preset + overrides, every field) as JSON and exit")
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar")

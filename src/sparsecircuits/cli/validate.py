@@ -13,6 +13,7 @@ from sparsecircuits.cli.common import (
     add_device,
     add_task,
     model_path,
+    positive_int,
     resolve_device,
     resolve_task,
 )
@@ -65,7 +66,7 @@ def _run(args: argparse.Namespace) -> int:
             f"checkpoint {ckpt.path} has no tokenizer.json, which task {task.name} needs; "
             "use a checkpoint saved with its tokenizer"
         )
-    data = args.data or ckpt.corpus
+    data = ckpt.open_corpus(args.data)
     report = validate(
         circuit_dir, ckpt.model, ckpt.tokenizer, args.controls, task=task, data=data,
         cache_dir=ckpt.path, n_pairs=args.pairs, steps=args.steps, n_random=args.random_draws,
@@ -99,12 +100,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     add_task(p, required=False, help="a task name or a JSONL file of pairs (default: the circuit's task)")
     p.add_argument("--data", metavar="DIR", help="corpus folder for mean ablation (default: the model's)")
     add_device(p)
-    p.add_argument("--pairs", type=int, metavar="N", help="held-out pairs (default: pruning's n_eval_pairs)")
-    p.add_argument("--steps", type=int, metavar="N",
+    p.add_argument("--pairs", type=positive_int, metavar="N", help="held-out pairs (default: pruning's n_eval_pairs)")
+    p.add_argument("--steps", type=positive_int, metavar="N",
                    help="pruning steps of the controls that prune (default: the circuit's own)")
-    p.add_argument("--random-draws", type=int, default=DEFAULT_RANDOM_DRAWS, metavar="N",
+    p.add_argument("--random-draws", type=positive_int, default=DEFAULT_RANDOM_DRAWS, metavar="N",
                    help="random circuits drawn (random_circuits)")
-    p.add_argument("--seeds", type=int, default=DEFAULT_SEEDS, metavar="S",
+    p.add_argument("--seeds", type=positive_int, default=DEFAULT_SEEDS, metavar="S",
                    help="seeds compared, the circuit's included (seeds)")
     p.add_argument("--seed", type=int, default=0, help="seed of random draws and of the random-init model")
     p.add_argument("--json", action="store_true", help="print validation.json instead of a table")

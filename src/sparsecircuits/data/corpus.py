@@ -1,8 +1,10 @@
 """Build a corpus folder: gather documents, deduplicate, split, train the tokenizer,
-encode token shards, and write a manifest whose hash identifies the corpus.
+encode token shards, and write a manifest whose hash identifies the corpus (its documents,
+their splits, the tokenizer and the shards: `shards.corpus_identity`).
 
 Output (written into a temp folder next to `out_dir`, renamed into place at the end, so a
-failure leaves nothing): manifest.json, tokenizer.json, train.bin, val.bin, shards.json.
+failure leaves nothing): manifest.json, tokenizer.json, train.bin, val.bin, shards.json. A
+build that is killed leaves its temp folder; the next build to the same `out_dir` removes it.
 """
 
 from __future__ import annotations
@@ -19,8 +21,15 @@ from typing import Any
 from tokenizers import Tokenizer
 from tqdm.auto import tqdm
 
-from sparsecircuits.atomic import atomic_dir
-from sparsecircuits.data.shards import SHARDS_FORMAT, token_dtype, write_tokens
+from sparsecircuits.atomic import atomic_dir, remove_orphans
+from sparsecircuits.data.shards import (
+    SHARDS_FORMAT,
+    canonical_hash,
+    corpus_identity,
+    file_sha256,
+    token_dtype,
+    write_tokens,
+)
 from sparsecircuits.data.sources import (
     DEFAULT_MAX_FILE_BYTES,
     Document,
@@ -31,6 +40,7 @@ from sparsecircuits.data.sources import (
     parse_source,
     source_root,
 )
+from sparsecircuits.data.staging import check_out_dir
 from sparsecircuits.data.tokenizer import (
     eot_id,
     load_tokenizer,
@@ -39,7 +49,10 @@ from sparsecircuits.data.tokenizer import (
 )
 from sparsecircuits.data.tokenizer import vocab_size as tokenizer_vocab_size
 from sparsecircuits.errors import InputError
+from sparsecircuits.jsonio import read_json
 
+# The format of the sources identity (format, settings, sources, files), which the sources
+# hash covers; unchanged since the corpus hash also covers the tokenizer and the shards.
 MANIFEST_FORMAT = "sparsecircuits.corpus/1"
 SKIP_REASONS = ("not_utf8", "too_large")
 
@@ -97,12 +110,6 @@ class CorpusSummary:
             f"manifest:   {self.manifest_hash}",
             f"written to: {self.out_dir}",
         ]
-
-
-def canonical_hash(obj: Any) -> str:
-    """sha256 of the canonical JSON of `obj` (sorted keys, no whitespace)."""
-    text = json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
-    return hashlib.sha256(text.encode("ascii")).hexdigest()
 
 
 def split_score(content_sha: str, seed: int) -> float:
@@ -189,10 +196,6 @@ def _write_json(path: Path, obj: Any) -> None:
     path.write_text(json.dumps(obj, indent=1, sort_keys=True) + "\n", encoding="utf-8")
 
 
-def _file_sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
-
-
 def _reused_tokenizer(tokenizer: str | Path | Tokenizer | None) -> Tokenizer | None:
     """The tokenizer to reuse (an object as is, a path loaded), or None to train one.
 
@@ -211,8 +214,9 @@ def _manifest(
     skipped: dict[str, int],
     duplicates: int,
 ) -> dict[str, Any]:
-    """manifest.json: the identity (format, settings, sources, files) and its hash, plus
-    counts and source details, which describe the build but do not enter the hash."""
+    """manifest.json, but for the corpus hash (`hash`, added once the shards are written):
+    the sources identity (format, settings, sources, files) and its hash, plus counts and
+    source details, which describe the build but do not enter any hash."""
     files = [
         {"source": i, "name": doc.name, "sha256": sha, "bytes": doc.nbytes, "split": split}
         for (i, doc, sha), split in zip(kept, splits, strict=True)
@@ -233,7 +237,7 @@ def _manifest(
     }
     return {
         **identity,
-        "hash": canonical_hash(identity),
+        "sources_hash": canonical_hash(identity),
         "counts": counts,
         "source_details": [
             {
@@ -274,11 +278,12 @@ def _write_shards(
     tmp: Path,
     tok: Tokenizer,
     texts: Mapping[str, Sequence[str]],
-    manifest_hash: str,
+    sources_hash: str,
     progress: bool,
 ) -> tuple[dict[str, Any], float]:
     """Write tokenizer.json and the train/val token shards into `tmp`; return the
-    shards.json content (which pins the tokenizer by sha256) and the encoding seconds."""
+    shards.json content (which pins the tokenizer by sha256 and records the corpus hash)
+    and the encoding seconds."""
     save_tokenizer(tok, tmp / "tokenizer.json")
     dtype = token_dtype(tokenizer_vocab_size(tok))
     shard_meta: dict[str, Any] = {
@@ -287,9 +292,9 @@ def _write_shards(
         "vocab_size": tokenizer_vocab_size(tok),
         "eot_id": eot_id(tok),
         "separator": "<|endoftext|> after every document",
-        "manifest_hash": manifest_hash,
+        "sources_hash": sources_hash,
         "tokenizer": "tokenizer.json",
-        "tokenizer_sha256": _file_sha256(tmp / "tokenizer.json"),
+        "tokenizer_sha256": file_sha256(tmp / "tokenizer.json"),
     }
     encode_seconds = 0.0
     with tqdm(
@@ -308,6 +313,7 @@ def _write_shards(
                 "tokens": n,
                 "documents": len(texts[name]),
             }
+    shard_meta["manifest_hash"] = corpus_identity(sources_hash, shard_meta["tokenizer_sha256"], shard_meta)
     return shard_meta, encode_seconds
 
 
@@ -328,12 +334,15 @@ def build_corpus(
 
     `tokenizer` reuses an existing tokenizer (a path or object) instead of training one on
     the train split. `max_files` / `max_mb` cap the corpus (in source order). The same
-    inputs and settings give the same manifest hash. Nothing is left at `out_dir` on error.
-    """
+    inputs, settings and tokenizer give the same corpus hash. Nothing is left at `out_dir`
+    on error; an existing `out_dir` is replaced only with `overwrite` and only when it is a
+    corpus folder (or empty)."""
     _validate_args(vocab_size, val_fraction, max_files, max_mb, max_file_bytes)
     out_dir = Path(out_dir)
-    if out_dir.exists() and not overwrite:
-        raise InputError(f"--out {out_dir} already exists; choose a new folder or use --force")
+    check_out_dir(out_dir, overwrite)
+    for stale in remove_orphans(out_dir.parent):
+        if progress:
+            print(f"removed {stale}, the temp folder of a build that was killed", file=sys.stderr)
     parsed = [parse_source(s) for s in sources]
     if not parsed:
         raise InputError("no --source given; use e.g. --source stdlib")
@@ -358,7 +367,9 @@ def build_corpus(
 
     with atomic_dir(out_dir) as tmp:
         tok, tokenizer_seconds = _tokenizer_for(texts["train"], reused, vocab_size, progress)
-        shard_meta, encode_seconds = _write_shards(tmp, tok, texts, manifest["hash"], progress)
+        shard_meta, encode_seconds = _write_shards(tmp, tok, texts, manifest["sources_hash"], progress)
+        manifest["hash"] = shard_meta["manifest_hash"]
+        manifest["tokenizer_sha256"] = shard_meta["tokenizer_sha256"]
         _write_json(tmp / "manifest.json", manifest)
         _write_json(tmp / "shards.json", shard_meta)
     counts = manifest["counts"]
@@ -382,14 +393,14 @@ def build_corpus(
 
 
 def read_manifest(path: str | Path) -> dict[str, Any]:
-    """The manifest.json of a corpus folder; InputError if missing or invalid."""
+    """The manifest.json of a corpus folder; InputError if missing or invalid.
+
+    In a corpus built before the corpus hash covered the tokenizer, `hash` is the sources
+    hash; `TokenShards.open` computes such a corpus's hash.
+    """
     file = Path(path) / "manifest.json"
-    try:
-        manifest = json.loads(file.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:
-        raise InputError(
-            f"corpus manifest {file} is missing or invalid ({exc}); rebuild it"
-        ) from exc
+    manifest = read_json(file, "rebuild the corpus with `sparsecircuits corpus build`")
     if not isinstance(manifest, dict) or "hash" not in manifest:
         raise InputError(f"corpus manifest {file} has no hash; rebuild the corpus")
     return manifest
+

@@ -3,14 +3,17 @@ separated by `<|endoftext|>`, described by shards.json; and seeded batch sampler
 
 Folder layout (written by `build_corpus`): train.bin, val.bin, shards.json, tokenizer.json,
 manifest.json. shards.json holds dtype, token and document counts per split, vocab_size,
-eot_id and the corpus manifest hash.
+eot_id, the tokenizer's sha256, the sources hash (the documents, their splits and the build
+settings) and the corpus hash (`manifest_hash`, see `corpus_identity`), which identifies the
+token content: the same documents tokenized with another tokenizer have another hash.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -21,12 +24,43 @@ from tokenizers import Tokenizer
 
 from sparsecircuits.data.tokenizer import BatchEncoder, eot_id
 from sparsecircuits.errors import InputError
+from sparsecircuits.jsonio import read_json
 
-SHARDS_FORMAT = "sparsecircuits.shards/1"
+SHARDS_FORMAT = "sparsecircuits.shards/2"
+# Before the corpus hash covered the tokenizer, `manifest_hash` was the sources hash; such a
+# folder gets its corpus hash computed on open (`TokenShards.open`).
+LEGACY_SHARDS_FORMAT = "sparsecircuits.shards/1"
 SPLITS = ("train", "val")
 # Texts per encode_batch call are grouped up to this many characters (keeps memory bounded
 # while giving the Rust thread pool enough documents to balance).
 ENCODE_CHUNK_CHARS = 2_000_000
+REBUILD = "rebuild the corpus with `sparsecircuits corpus build`"
+
+
+def canonical_hash(obj: Any) -> str:
+    """sha256 of the canonical JSON of `obj` (sorted keys, no whitespace)."""
+    text = json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
+    return hashlib.sha256(text.encode("ascii")).hexdigest()
+
+
+def file_sha256(path: Path) -> str:
+    """sha256 hex digest of a file's bytes (for small files: the tokenizer, not the shards)."""
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+
+def corpus_identity(sources_hash: str, tokenizer_sha256: str, info: Mapping[str, Any]) -> str:
+    """The corpus hash: the sources hash, the tokenizer file's sha256 and the shards index
+    (dtype, vocabulary, EOT id, tokens and documents per split, hence every file's size).
+
+    Cheap on purpose: the token files enter through their recorded sizes (which `open`
+    checks against the files), not their bytes, since they follow from the documents and
+    the tokenizer. A corpus built before this hash existed gets the same value on open as a
+    rebuild of it records.
+    """
+    index = {key: info[key] for key in ("dtype", "vocab_size", "eot_id")}
+    for split in SPLITS:
+        index[split] = {key: info[split][key] for key in ("tokens", "documents")}
+    return canonical_hash({"sources": sources_hash, "tokenizer_sha256": tokenizer_sha256, "shards": index})
 
 
 def token_dtype(vocab_size: int) -> np.dtype:
@@ -74,7 +108,11 @@ def write_tokens(
 
 @dataclass
 class TokenShards:
-    """An opened shard folder: `.train` / `.val` are read-only 1-D token arrays."""
+    """An opened shard folder: `.train` / `.val` are read-only 1-D token arrays.
+
+    `manifest_hash` is the corpus hash (`corpus_identity`: documents, tokenizer, shards);
+    `sources_hash` identifies the documents and their splits alone.
+    """
 
     path: Path
     train: np.ndarray
@@ -84,30 +122,39 @@ class TokenShards:
     manifest_hash: str
     tokenizer_path: Path
     info: dict[str, Any]
+    sources_hash: str = ""
+    tokenizer_sha256: str = ""
 
     @classmethod
     def open(cls, path: str | Path) -> TokenShards:
-        """Open a corpus folder written by `build_corpus`; InputError if missing or invalid."""
+        """Open a corpus folder written by `build_corpus`; InputError if missing or invalid.
+
+        Checks each token file's size against shards.json and the tokenizer file against
+        the sha256 the shards were encoded with (cheap: no token file is read)."""
         path = Path(path)
-        meta_path = path / "shards.json"
-        if not meta_path.is_file():
-            raise InputError(
-                f"token shards {path}: no shards.json there; build the corpus with "
-                "`sparsecircuits corpus build --out DIR`"
-            )
+        _check_folder(path)
+        info = read_json(path / "shards.json", REBUILD)
         try:
-            info = json.loads(meta_path.read_text(encoding="utf-8"))
+            if not isinstance(info, dict):
+                raise TypeError(f"a JSON {type(info).__name__}, not an object")
+            legacy = _is_legacy(path, info)
             dtype = np.dtype(info["dtype"])
-            arrays = {s: _open_split(path, s, info[s], dtype) for s in SPLITS}
-            shards = cls(
+            arrays = {s: _open_split(path, info[s], dtype) for s in SPLITS}
+            tokenizer_path = path / info.get("tokenizer", "tokenizer.json")
+            tokenizer_sha = _tokenizer_sha256(path, tokenizer_path, info.get("tokenizer_sha256"))
+            sources = str(info["manifest_hash"] if legacy else info["sources_hash"])
+            corpus_hash = corpus_identity(sources, tokenizer_sha, info) if legacy else str(info["manifest_hash"])
+            return cls(
                 path=path,
                 train=arrays["train"],
                 val=arrays["val"],
                 vocab_size=int(info["vocab_size"]),
                 eot_id=int(info["eot_id"]),
-                manifest_hash=str(info["manifest_hash"]),
-                tokenizer_path=path / info.get("tokenizer", "tokenizer.json"),
+                manifest_hash=corpus_hash,
+                tokenizer_path=tokenizer_path,
                 info=info,
+                sources_hash=sources,
+                tokenizer_sha256=tokenizer_sha,
             )
         except (ValueError, KeyError, TypeError) as exc:
             if isinstance(exc, InputError):
@@ -115,25 +162,90 @@ class TokenShards:
             raise InputError(
                 f"token shards {path}: shards.json is invalid ({exc!r}); rebuild the corpus"
             ) from exc
-        if not shards.tokenizer_path.is_file():
-            raise InputError(f"token shards {path}: {shards.tokenizer_path.name} is missing")
-        return shards
 
 
-def _open_split(folder: Path, split: str, meta: dict[str, Any], dtype: np.dtype) -> np.ndarray:
-    """Memory-map one split, checking the file size against the recorded token count."""
+def _check_folder(path: Path) -> None:
+    """InputError unless `path` is a folder with a shards.json (saying which it is not)."""
+    if not path.exists():
+        raise InputError(
+            f"corpus folder {path} does not exist; give a folder written by "
+            "`sparsecircuits corpus build --out DIR`"
+        )
+    if not path.is_dir():
+        raise InputError(
+            f"{path} is a file, not a corpus folder; give the folder `sparsecircuits corpus build` wrote"
+        )
+    if not (path / "shards.json").exists():
+        raise InputError(
+            f"token shards {path}: no shards.json there; build the corpus with "
+            "`sparsecircuits corpus build --out DIR`"
+        )
+
+
+def _is_legacy(folder: Path, info: dict[str, Any]) -> bool:
+    """Whether shards.json predates the corpus hash (format /1); InputError for a newer format."""
+    fmt = info.get("format", LEGACY_SHARDS_FORMAT)
+    if fmt not in (LEGACY_SHARDS_FORMAT, SHARDS_FORMAT):
+        raise InputError(
+            f"token shards {folder}: shards.json has format {fmt!r}, which this version cannot "
+            f"read (it reads {LEGACY_SHARDS_FORMAT} and {SHARDS_FORMAT}); upgrade sparsecircuits"
+        )
+    return fmt == LEGACY_SHARDS_FORMAT
+
+
+def _tokenizer_sha256(folder: Path, file: Path, recorded: str | None) -> str:
+    """The sha256 of the corpus's tokenizer file, which must be the one the shards were
+    encoded with (`recorded`, when shards.json records it)."""
+    _check_file(folder, file)
+    sha = file_sha256(file)
+    if recorded is not None and sha != recorded:
+        raise InputError(
+            f"token shards {folder}: {file} is not the tokenizer the shards were encoded with "
+            f"(its sha256 is {sha[:12]}..., shards.json records {recorded[:12]}...); "
+            f"put the corpus's own tokenizer back, or {REBUILD}"
+        )
+    return sha
+
+
+def _check_file(folder: Path, file: Path) -> None:
+    """InputError unless `file`, one of the corpus's files, is there and is a file."""
+    if not file.exists():
+        raise InputError(f"token shards {folder}: {file.name} is missing; {REBUILD}")
+    if not file.is_file():
+        raise InputError(f"token shards {folder}: {file} is not a file; {REBUILD}")
+
+
+def _open_split(folder: Path, meta: dict[str, Any], dtype: np.dtype) -> np.ndarray:
+    """Memory-map one split, checking the file's size in bytes against the recorded token
+    count times the token size."""
     file = folder / meta["file"]
     n = int(meta["tokens"])
-    if not file.is_file():
-        raise InputError(f"token shards {folder}: {file.name} is missing; rebuild the corpus")
-    if file.stat().st_size != n * dtype.itemsize:
+    _check_file(folder, file)
+    size, expected = file.stat().st_size, n * dtype.itemsize
+    if size != expected:
+        whole = "" if size % dtype.itemsize == 0 else f", not a whole number of {dtype.name} tokens"
         raise InputError(
-            f"token shards {folder}: {file.name} has {file.stat().st_size} bytes, expected "
-            f"{n} {dtype.name} tokens; the file is truncated or stale, rebuild the corpus"
+            f"token shards {folder}: {file} has {size:,} bytes{whole}; shards.json records "
+            f"{n:,} {dtype.name} tokens of {dtype.itemsize} bytes = {expected:,} bytes. The file "
+            f"is truncated or stale: {REBUILD}"
         )
     if n == 0:
         return np.zeros(0, dtype=dtype)
     return np.memmap(file, dtype=dtype, mode="r", shape=(n,))
+
+
+def open_for_model(data: str | Path | TokenShards, vocab_size: int) -> TokenShards:
+    """A corpus (a folder, or shards already open) for a model with `vocab_size` token ids:
+    the one check, made before anything runs, that the corpus's ids fit the model."""
+    shards = data if isinstance(data, TokenShards) else TokenShards.open(data)
+    if shards.vocab_size > vocab_size:
+        raise InputError(
+            f"corpus {shards.path} has a {shards.vocab_size}-token vocabulary but the model has "
+            f"vocab_size={vocab_size}, so its token ids do not fit the model; pass --data the "
+            "corpus the model was trained on (or one built with the model's tokenizer: "
+            "`sparsecircuits corpus build --tokenizer RUN/tokenizer.json`)"
+        )
+    return shards
 
 
 def _check_window(tokens: np.ndarray, batch_size: int, n_ctx: int) -> None:

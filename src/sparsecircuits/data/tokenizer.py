@@ -18,6 +18,7 @@ from tokenizers import Regex, Tokenizer, decoders, models, normalizers, pre_toke
 
 from sparsecircuits.atomic import atomic_write_text
 from sparsecircuits.errors import InputError
+from sparsecircuits.jsonio import parse_json, read_text
 
 EOT = "<|endoftext|>"
 # Documents longer than this are encoded in pieces (see `BatchEncoder`).
@@ -130,15 +131,15 @@ def load_tokenizer(path: str | Path) -> Tokenizer:
     path = Path(path)
     if path.is_dir():
         path = path / "tokenizer.json"
-    if not path.is_file():
+    if not path.exists():
         raise InputError(f"tokenizer file {path} does not exist; give a path to a tokenizer.json")
+    remedy = "give a tokenizer.json, or rebuild it with `sparsecircuits corpus build`"
+    text = read_text(path, remedy)
     try:
-        tok = Tokenizer.from_str(path.read_text(encoding="utf-8"))
+        tok = Tokenizer.from_str(text)
     except Exception as exc:  # the Rust parser raises a bare Exception
-        raise InputError(
-            f"tokenizer file {path} is not a valid tokenizer.json ({exc}); "
-            "rebuild it with `sparsecircuits corpus build`"
-        ) from exc
+        parse_json(text, path, remedy)  # text that is not JSON at all: say where it breaks
+        raise InputError(f"tokenizer file {path} is not a valid tokenizer.json ({exc}); {remedy}") from exc
     if tok.token_to_id(EOT) is None:
         raise InputError(f"tokenizer file {path} has no {EOT} token; rebuild it")
     return _finish(tok)

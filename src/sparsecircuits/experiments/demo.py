@@ -90,8 +90,12 @@ class DemoConfig:
             value = getattr(self, name)
             if not isinstance(value, int) or value < 1:
                 raise InputError(f"--{name.replace('_', '-')} {value!r}: give a positive integer")
-        if not self.lr > 0:
+        if not 0 < self.lr < math.inf:
             raise InputError(f"--lr {self.lr!r}: give a positive learning rate")
+        if not 0 < self.target_loss < math.inf:
+            raise InputError(f"--target-loss {self.target_loss!r}: give a positive task loss such as 0.15")
+        if not 0 <= self.faithful_coef < math.inf:
+            raise InputError(f"--faithful-coef {self.faithful_coef!r}: give a finite number >= 0")
         if self.max_tasks is not None and self.max_tasks < 1:
             raise InputError(f"--max-tasks {self.max_tasks}: give a positive number of tasks")
         if self.tasks is not None:

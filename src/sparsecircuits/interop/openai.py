@@ -12,9 +12,7 @@ is refused with the reason. The reference tokenizer ships as GPT-2 style `encode
 from __future__ import annotations
 
 import json
-import pickle
 import re
-import zipfile
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -24,11 +22,17 @@ import torch
 from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers
 
 from sparsecircuits.atomic import atomic_dir
-from sparsecircuits.checkpoint import check_state_dict, save_checkpoint
+from sparsecircuits.checkpoint import (
+    check_finite,
+    check_state_dict,
+    save_checkpoint,
+)
 from sparsecircuits.data.tokenizer import EOT, load_tokenizer
 from sparsecircuits.errors import CheckpointError, InputError
+from sparsecircuits.jsonio import read_json, read_text
 from sparsecircuits.model import ModelConfig, SparseTransformer
 from sparsecircuits.model.locations import location_aliases
+from sparsecircuits.tensorio import load_torch_file, save_torch
 
 REF_CONFIG_FILE = "beeg_config.json"
 REF_WEIGHTS_FILE = "final_model.pt"
@@ -306,6 +310,7 @@ def convert_reference(
     if cfg.tied_embeddings:
         tensors.pop("unembed.weight", None)  # a tied head is the embedding, whatever the file holds
     check_state_dict(model, tensors, sd_source, display=lambda k: names.get(k) or ours_to_reference(k))
+    check_finite(tensors, sd_source)
     if cfg.tied_embeddings:
         tensors["unembed.weight"] = tensors["embed.weight"]
     model.load_state_dict(tensors, strict=True)
@@ -327,18 +332,10 @@ def load_reference(src_dir: str | Path) -> ImportResult:
     cfg_path, weights_path = src / REF_CONFIG_FILE, src / REF_WEIGHTS_FILE
     for p in (cfg_path, weights_path):
         if not p.is_file():
-            raise CheckpointError(f"{p} is missing: {src} is not a reference (openai/circuit_sparsity) checkpoint")
-    try:
-        ref = json.loads(cfg_path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise CheckpointError(f"{cfg_path} is not valid JSON ({exc}); fix or re-download it") from exc
-    try:
-        state = torch.load(weights_path, map_location="cpu", weights_only=True)
-    except (pickle.UnpicklingError, zipfile.BadZipFile, RuntimeError, EOFError, OSError, ValueError) as exc:
-        raise CheckpointError(
-            f"{weights_path} cannot be read as a torch state dict without executing code "
-            f"(torch.load weights_only=True): {exc}; re-download it"
-        ) from exc
+            what = "not a file" if p.exists() else "missing"
+            raise CheckpointError(f"{p} is {what}: {src} is not a reference (openai/circuit_sparsity) checkpoint")
+    ref = read_json(cfg_path, "fix or re-download it", CheckpointError)
+    state = load_torch_file(weights_path, "re-download it")
     return convert_reference(ref, state, source=str(src))
 
 
@@ -407,7 +404,7 @@ def export_openai(model: SparseTransformer, out: str | Path, tokenizer_name: str
     out = Path(out)
     with atomic_dir(out) as tmp:
         (tmp / REF_CONFIG_FILE).write_text(json.dumps(ref, indent=2) + "\n", encoding="utf-8")
-        torch.save(state, tmp / REF_WEIGHTS_FILE)
+        save_torch(state, tmp / REF_WEIGHTS_FILE)
     return out
 
 
@@ -420,10 +417,7 @@ def tokenizer_from_gpt2_files(
     is the pre-tokenization regex of the original tokenizer (tinypython_2k's by default).
     """
     encoder_json, vocab_bpe = Path(encoder_json), Path(vocab_bpe)
-    try:
-        encoder = json.loads(encoder_json.read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise InputError(f"{encoder_json} is not a readable JSON file ({exc}); give the encoder.json of the tokenizer") from exc
+    encoder = read_json(encoder_json, "give the encoder.json of the tokenizer")
     if not isinstance(encoder, dict) or not all(isinstance(k, str) and _is_int(v) for k, v in encoder.items()):
         raise InputError(f"{encoder_json} must map token strings to integer ids")
     specials = {t: i for t, i in encoder.items() if _SPECIAL_TOKEN.fullmatch(t)}
@@ -435,10 +429,7 @@ def tokenizer_from_gpt2_files(
         raise InputError(f"{encoder_json} lacks {len(missing_bytes)} of the 256 byte tokens; it is not a byte-level BPE vocabulary")
     if EOT not in specials:
         raise InputError(f"{encoder_json} has no {EOT} token; sparsecircuits tasks need it as the separator")
-    try:
-        lines = vocab_bpe.read_text(encoding="utf-8").splitlines()
-    except (OSError, UnicodeDecodeError) as exc:
-        raise InputError(f"{vocab_bpe} is not readable ({exc}); give the vocab.bpe of the tokenizer") from exc
+    lines = read_text(vocab_bpe, "give the vocab.bpe of the tokenizer").splitlines()
     merges = []
     for lineno, line in enumerate(lines, start=1):
         if (lineno == 1 and line.startswith("#version")) or not line.strip():

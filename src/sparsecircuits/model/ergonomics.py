@@ -13,6 +13,7 @@ and an in-place edit of one (under `torch.no_grad()`) edits the model.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
@@ -92,8 +93,8 @@ def _qkv_bias(cfg: ModelConfig, part: int) -> Callable[[nn.Module], torch.Tensor
 def _check_sampling(max_new_tokens: int, temperature: float, top_k: int | None) -> None:
     if max_new_tokens < 0:
         raise InputError(f"max_new_tokens must be >= 0, got {max_new_tokens}")
-    if temperature < 0:
-        raise InputError(f"temperature must be >= 0 (0 is greedy), got {temperature}")
+    if not 0 <= temperature < math.inf:
+        raise InputError(f"temperature must be a finite number >= 0 (0 is greedy), got {temperature}")
     if top_k is not None and top_k < 1:
         raise InputError(f"top_k must be a positive integer or None (no limit), got {top_k}")
 

@@ -3,8 +3,10 @@
 - `mean`: the node's mean activation over the pretraining distribution, from a fixed,
   seeded set of windows of the corpus's validation tokens. Computed once per (model,
   corpus) and cached as safetensors beside the checkpoint, in
-  `ablation_means-<model fingerprint>-<corpus hash>.safetensors` (or in the user cache
-  folder when the checkpoint folder is not writable).
+  `ablation_means-<model fingerprint>-<corpus key>.safetensors` (or in the user cache
+  folder when the checkpoint folder is not writable). The corpus key covers the corpus
+  hash (documents, tokenizer, shards) and the validation split's record, so a corpus
+  tokenized otherwise, or a sample of its validation split (`corpus-val/`), has its own.
 - `task_mean`: the mean over the task prompts (every real token, padding excluded).
 - `zero`: zero.
 """
@@ -20,15 +22,16 @@ from typing import Any
 import numpy as np
 import torch
 from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
 from tqdm.auto import tqdm
 
 from sparsecircuits.atomic import atomic_file
 from sparsecircuits.checkpoint import model_fingerprint
-from sparsecircuits.data.shards import TokenShards, sample_batch
+from sparsecircuits.data.shards import TokenShards, canonical_hash, open_for_model, sample_batch
 from sparsecircuits.errors import InputError
 from sparsecircuits.model import SparseTransformer
 from sparsecircuits.model.locations import all_node_hooks, node_width
+from sparsecircuits.tensorio import save_tensors
 
 ABLATIONS = ("mean", "zero", "task_mean")
 MEAN_WINDOWS = 64  # validation windows of n_ctx tokens averaged for `mean`
@@ -44,14 +47,13 @@ def user_cache_dir() -> Path:
     return Path(base) / "sparsecircuits"
 
 
-def _tokens_and_hash(data: Data) -> tuple[np.ndarray | torch.Tensor, str]:
-    """The validation tokens to average over, and a hash naming that corpus."""
-    if isinstance(data, (str, Path)):
-        data = TokenShards.open(data)
-    if isinstance(data, TokenShards):
+def _tokens_and_hash(data: Data, model: SparseTransformer) -> tuple[np.ndarray | torch.Tensor, str]:
+    """The validation tokens to average over, and a key naming them (see the module docstring)."""
+    if isinstance(data, (str, Path, TokenShards)):
+        data = open_for_model(data, model.cfg.vocab_size)
         if len(data.val) == 0:
             raise InputError(f"token shards {data.path}: the validation split is empty; rebuild the corpus")
-        return data.val, data.manifest_hash[:16]
+        return data.val, canonical_hash({"corpus": data.manifest_hash, "val": data.info["val"]})[:16]
     if isinstance(data, (np.ndarray, torch.Tensor)):
         arr = data.detach().cpu().numpy() if isinstance(data, torch.Tensor) else np.asarray(data)
         digest = hashlib.sha256(str(arr.shape).encode() + np.ascontiguousarray(arr, dtype=np.int64).tobytes())
@@ -120,7 +122,7 @@ def _save_cached(values: Mapping[str, torch.Tensor], dirs: list[Path], name: str
     for d in dirs:
         try:
             with atomic_file(d / name) as tmp:
-                save_file({k: v.contiguous() for k, v in values.items()}, str(tmp))
+                save_tensors({k: v.contiguous() for k, v in values.items()}, tmp)
             return d / name
         except OSError:
             continue
@@ -163,7 +165,7 @@ def ablation_values(
         return _mean_activations(model, tokens, real)
     if data is None:
         return _only_cached_means(model, cache_dir)
-    tokens, corpus_hash = _tokens_and_hash(data)
+    tokens, corpus_hash = _tokens_and_hash(data, model)
     name = f"ablation_means-{model_fingerprint(model)}-{corpus_hash}.safetensors"
     dirs = _cache_dirs(cache_dir)
     for d in dirs:

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, fields
 from typing import Any
@@ -85,6 +86,13 @@ class PruneConfig:
                 raise InputError(f"PruneConfig.{name} must be a positive integer, got {value!r}")
         if not isinstance(self.calibrate_steps, int) or self.calibrate_steps < 0:
             raise InputError(f"PruneConfig.calibrate_steps must be >= 0, got {self.calibrate_steps!r}")
+        numbers = ("lr", "temperature", "target_loss", "k_coef", "weight_decay", "init_noise", "faithful_coef",
+                   "init_tau")
+        for name in numbers:
+            if not math.isfinite(getattr(self, name)):
+                raise InputError(f"PruneConfig.{name} must be a finite number, got {getattr(self, name)!r}")
+        if len(self.betas) != 2 or not all(0.0 <= b < 1.0 for b in self.betas):
+            raise InputError(f"PruneConfig.betas must be two numbers in [0, 1), got {list(self.betas)}")
         for name in ("lr", "temperature", "target_loss"):
             if not getattr(self, name) > 0:
                 raise InputError(f"PruneConfig.{name} must be positive, got {getattr(self, name)!r}")

@@ -8,6 +8,7 @@
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -134,6 +135,10 @@ def prune_pairs(
     finally:
         model.train(was_training)
     keep, k, curve, calibration, losses, minimality = result
+    broken = [name for name, value in losses.items() if not math.isfinite(value)]
+    if broken:
+        raise InputError(f"the task loss is not finite ({broken[0]} = {losses[broken[0]]}): the model's logits "
+                         "overflow; check the checkpoint (`sparsecircuits tasks eval`)")
     scores = {h: t.float() for h, t in found.scores.items()}
 
     nodes = {h: flags.nonzero().flatten().tolist() for h, flags in keep.items()}

@@ -20,7 +20,7 @@ from sparsecircuits import __version__
 from sparsecircuits.checkpoint import Checkpoint, TrainingRecord, load_config, stage_inputs
 from sparsecircuits.circuits import CIRCUIT_FILE, Circuit, node_id, parse_node_id
 from sparsecircuits.errors import InputError
-from sparsecircuits.jsonio import read_json
+from sparsecircuits.jsonio import read_json, read_text
 from sparsecircuits.model import ModelConfig, SparseTransformer
 from sparsecircuits.model.locations import get_location, hook_location, node_locations
 from sparsecircuits.report.html import REPORT_FORMAT, index_entry
@@ -232,7 +232,7 @@ def read_metrics(run_dir: str | Path) -> list[dict[str, Any]]:
     if not file.is_file():
         return []
     rows = []
-    for number, line in enumerate(file.read_text(encoding="utf-8").splitlines(), start=1):
+    for number, line in enumerate(read_text(file, "fix or delete it").splitlines(), start=1):
         if not line.strip():
             continue
         try:

@@ -19,6 +19,7 @@ from pathlib import Path
 from tokenizers import Tokenizer
 
 from sparsecircuits.errors import InputError
+from sparsecircuits.jsonio import read_text
 from sparsecircuits.tasks.base import (
     TEST_FRACTION,
     EncodedPair,
@@ -82,12 +83,7 @@ def _parse_line(path: Path, number: int, text: str) -> Pair:
 def load_task_file(path: str | Path) -> JsonlTask:
     """Read a JSONL task file; structural errors name the line number and the field."""
     path = Path(path)
-    if not path.is_file():
-        raise InputError(f"task file {path} does not exist; give a JSONL file of pairs")
-    try:
-        text = path.read_text(encoding="utf-8")
-    except UnicodeDecodeError as exc:
-        raise InputError(f"task file {path} is not UTF-8 text ({exc.reason})") from exc
+    text = read_text(path, "give a JSONL file of pairs (one JSON object per line)")
     lines: list[tuple[int, Pair]] = []
     first_seen: dict[tuple[str, str], int] = {}
     for number, raw in enumerate(text.splitlines(), start=1):

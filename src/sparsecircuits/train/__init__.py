@@ -10,6 +10,7 @@ from sparsecircuits.train.config import (
 from sparsecircuits.train.schedule import kept_fraction, learning_rate
 from sparsecircuits.train.trainer import (
     Trainer,
+    TrainingInterrupted,
     TrainResult,
     native_bf16,
     train,
@@ -21,6 +22,7 @@ __all__ = [
     "TrainConfig",
     "TrainResult",
     "Trainer",
+    "TrainingInterrupted",
     "apply_overrides",
     "kept_fraction",
     "learning_rate",

@@ -10,6 +10,7 @@ TOML literals, falling back to a plain string (`device=cuda`).
 from __future__ import annotations
 
 import json
+import math
 import sys
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field, fields
@@ -18,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from sparsecircuits.errors import InputError
+from sparsecircuits.jsonio import read_text
 from sparsecircuits.model import ModelConfig
 from sparsecircuits.model.sparsity import ANNEAL_SHAPES
 
@@ -83,8 +85,8 @@ class TrainConfig:
                 raise InputError(f"train.{name} must be an integer >= 0, got {value!r}")
         if not isinstance(self.seed, int) or isinstance(self.seed, bool) or self.seed < 0:
             raise InputError(f"train.seed must be an integer >= 0, got {self.seed!r}")
-        if not self.lr > 0:
-            raise InputError(f"train.lr must be positive, got {self.lr!r}")
+        if not (self.lr > 0 and math.isfinite(self.lr)):
+            raise InputError(f"train.lr must be a positive finite number, got {self.lr!r}")
         for name in ("warmup_frac", "anneal_start_frac", "anneal_end_frac"):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise InputError(f"train.{name} must be in [0, 1], got {getattr(self, name)!r}")
@@ -145,6 +147,9 @@ def _check_types(cfg: TrainConfig) -> None:
             raise InputError(
                 f"train.{f.name} has the wrong type: got {value!r}, expected a value like {default!r}"
             )
+        numbers = value if isinstance(default, tuple) else [value]
+        if isinstance(default, (float, tuple)) and not all(math.isfinite(v) for v in numbers):
+            raise InputError(f"train.{f.name} must be finite, got {value!r}")
 
 
 # Train fields that may change between a run and its resume without changing the weights.
@@ -206,7 +211,7 @@ def list_presets() -> list[str]:
 
 
 def _read_config_file(path: Path) -> dict[str, Any]:
-    text = path.read_text(encoding="utf-8")
+    text = read_text(path, "give a TOML or JSON run config (`--config PRESET --print-config` shows one)")
     try:
         if path.suffix == ".json":
             return json.loads(text)

@@ -6,11 +6,17 @@ every weight onto its budget at the scheduled kept fraction, then decoupled weig
 The dense baseline is the same loop with the projection off. Under `torchrun` the same
 code trains with DistributedDataParallel (gloo on CPU, nccl on GPU); every rank draws its
 slice of one global batch, so N processes reproduce one process with the same global
-batch, and only rank 0 writes. A run resumes bit for bit (on CPU) from its newest state.
+batch, and only rank 0 writes. A run resumes bit for bit (on CPU), metrics included, from
+its newest state that loads (docs/training.md).
 
 `Trainer` splits the run into set-up, `step`, `evaluate`, `log`, `checkpoint` and
 `finish`, with `state_dict`/`load_state_dict` for resuming, so other training jobs (bridges,
 sweeps) reuse it; `train` is the one-call entry point.
+
+Safety: rank 0 holds the run folder's lock (sparsecircuits.runlock) from set-up until `fit`
+ends, and removes what killed saves left there; a non-finite loss or weight stops the run
+before it is saved (`InputError`); Ctrl-C raises `TrainingInterrupted`, which says which
+checkpoint is kept.
 """
 
 from __future__ import annotations
@@ -18,6 +24,7 @@ from __future__ import annotations
 import math
 import sys
 import time
+import weakref
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -35,6 +42,7 @@ from sparsecircuits.data.shards import BatchSampler, TokenShards, sample_batch
 from sparsecircuits.errors import InputError
 from sparsecircuits.model import SparseTransformer
 from sparsecircuits.model.sparsity import WeightSparsifier, sparsity_report
+from sparsecircuits.runlock import acquire_lock
 from sparsecircuits.train.config import RunConfig, TrainConfig, apply_overrides, load_run_config
 from sparsecircuits.train.devices import Dist, native_bf16, ranks_identical, setup_device
 from sparsecircuits.train.schedule import kept_fraction, learning_rate
@@ -42,8 +50,9 @@ from sparsecircuits.train.state import (
     ResumeState,
     append_metrics,
     check_resume_compatible,
-    load_latest_state,
+    clean_run_dir,
     prepare_run_dir,
+    resume_newest,
     run_record,
     save_state,
     truncate_metrics,
@@ -66,6 +75,20 @@ class TrainResult:
     seconds: float
     tokens_per_second: float
     training: dict[str, Any]
+
+
+class TrainingInterrupted(KeyboardInterrupt):
+    """Ctrl-C during `Trainer.fit`: the step reached and the newest checkpoint kept (None
+    when the run has none yet); its message says so."""
+
+    def __init__(self, step: int, checkpoint: int | None, out_dir: Path) -> None:
+        self.step, self.checkpoint, self.out_dir = step, checkpoint, out_dir
+        kept = (
+            f"the last checkpoint (step {checkpoint}) is kept in {out_dir}"
+            if checkpoint is not None
+            else f"this was before the first checkpoint, so {out_dir} holds no saved state"
+        )
+        super().__init__(f"interrupted at step {step}; {kept}")
 
 
 def _open_data(data_dir: Path, run: RunConfig) -> TokenShards:
@@ -171,32 +194,53 @@ class Trainer:
         self._start_step, self._t_start = 0, time.perf_counter()
         self.val_loss: float | None = None
         self._setup_data()
-        self.record = run_record(run, self.shards.manifest_hash, self.data_dir, self.d.world_size)
-        prepare_run_dir(self.out_dir, resume)
-        state: ResumeState | None = None
-        if resume:
-            check_resume_compatible(self.out_dir, self.record)
-            state = load_latest_state(self.out_dir)
-        if self.d.world_size > 1:
-            dist.barrier()  # every rank has checked the run folder before rank 0 writes to it
-        self._setup_model()
-        self.step_count, self.tokens, self.elapsed_before, self.last_loss = 0, 0, 0.0, None
-        if state is not None:
-            self.load_state_dict(state)
-        elif self.sparsifier is not None and kept_fraction(0, self.cfg) < 1.0:
-            self.sparsifier.project_(kept_fraction(0, self.cfg))  # no anneal: start from a sparse init
-        if self.d.main:
-            self.out_dir.mkdir(parents=True, exist_ok=True)
-            if state is not None:
-                truncate_metrics(self.out_dir, self.step_count)
-            else:
-                write_run_config(self.out_dir, self.record)
+        self.record = run_record(run, self.shards, self.data_dir, self.d.world_size)
+        self._lock = acquire_lock(self.out_dir) if self.d.main else None  # before RUN is written
+        if self._lock is not None:
+            weakref.finalize(self, self._lock.release)  # a Trainer driven by hand and dropped
+        try:
+            self._setup_run(resume)
+        except BaseException:
+            self.close()
+            raise
         self.net: torch.nn.Module = self.model
         if self.d.world_size > 1:
             ids = [self.device.index] if self.device.type == "cuda" else None
             self.net = DistributedDataParallel(self.model, device_ids=ids)
         self.tokens_per_step = self.cfg.batch_size * self.run.model.n_ctx
         self.bf16 = self.cfg.autocast == "bf16" or (self.cfg.autocast == "auto" and native_bf16(self.device))
+
+    def _setup_run(self, resume: bool) -> None:
+        """Check and clean the run folder, build the model, load the newest state that loads
+        when resuming, and (rank 0) write run_config.json or drop metrics past the state."""
+        prepare_run_dir(self.out_dir, resume)
+        if self.d.main:
+            clean_run_dir(self.out_dir)  # ours under the lock: a temp name there is an orphan
+        if resume:
+            check_resume_compatible(self.out_dir, self.record)
+        if self.d.world_size > 1:
+            dist.barrier()  # every rank has checked the run folder before rank 0 writes to it
+        self._setup_model()
+        self.step_count, self.tokens, self.elapsed_before, self.last_loss = 0, 0, 0.0, None
+        self.saved_step: int | None = None  # the newest checkpoint of this run
+        self.window = _Window(torch.zeros((), device=self.device))
+        if resume:
+            state, skipped = resume_newest(self.out_dir, self.load_state_dict)
+            for path, why in skipped if self.d.main else ():
+                print(f"warning: --resume: skipped state {path} ({why}); resuming from step {state.step}",
+                      file=sys.stderr)
+        elif self.sparsifier is not None and kept_fraction(0, self.cfg) < 1.0:
+            self.sparsifier.project_(kept_fraction(0, self.cfg))  # no anneal: start from a sparse init
+        if self.d.main:
+            truncate_metrics(self.out_dir, self.step_count)  # a fresh start drops a failed run's rows
+            if not resume:
+                write_run_config(self.out_dir, self.record)
+
+    def close(self) -> None:
+        """Release the run folder's lock; `fit` does when it ends (call it after driving `step`
+        by hand). Closing twice is harmless."""
+        if self._lock is not None:
+            self._lock.release()
 
     def _setup_data(self) -> None:
         """Open the corpus; the batch sampler of this rank and the fixed validation batches."""
@@ -237,12 +281,19 @@ class Trainer:
         self.optimizer = _adam(self.params, cfg)
 
     def state_dict(self) -> dict[str, Any]:
-        """The trainer's own resumable state (the model and optimizer are saved beside it)."""
+        """The trainer's own resumable state (the model and optimizer are saved beside it),
+        including the train loss summed since the last metrics row, so that a resumed run logs
+        the same rows. Under torchrun every rank calls it (that sum is over ranks)."""
+        window_loss = self.window.loss.clone()
+        if self.d.world_size > 1:
+            dist.all_reduce(window_loss)
         return {
             "tokens": self.tokens,
             "elapsed": self.elapsed_before + time.perf_counter() - self._t_start,
             "sampler": self.sampler.state_dict(),
             "last_train_loss": self.last_loss,
+            "window_loss": window_loss.item(),
+            "window_steps": self.window.steps,
         }
 
     def load_state_dict(self, state: ResumeState) -> None:
@@ -252,7 +303,9 @@ class Trainer:
         self.sampler.load_state_dict(state.sampler)
         torch.set_rng_state(state.torch_rng)
         self.step_count, self.tokens, self.elapsed_before = state.step, state.tokens, state.elapsed
-        self.last_loss = state.last_train_loss
+        self.last_loss, self.saved_step = state.last_train_loss, state.step
+        self.window.loss.fill_(state.window_loss if self.d.main else 0.0)  # rank 0 holds the ranks' sum
+        self.window.steps = state.window_steps
 
     def loss(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         """The training loss of one batch: next-token cross-entropy (bf16 forward if asked)."""
@@ -282,7 +335,31 @@ class Trainer:
                     p.mul_(1.0 - lr * cfg.weight_decay)
         self.step_count += 1
         self.tokens += self.tokens_per_step
+        if not torch.isfinite(loss):
+            raise self._diverged(f"loss {loss.item()}")
         return loss, grad_rms, lr
+
+    def _diverged(self, what: str) -> InputError:
+        """The error that stops a run whose loss or weights are no longer finite."""
+        if self.saved_step is None:
+            then = f"{self.out_dir} has no saved state, so the same --out starts over"
+        else:
+            then = (
+                f"{self.out_dir} keeps its checkpoints up to step {self.saved_step}, which --resume "
+                "continues only with the same recipe, so choose another --out"
+            )
+        return InputError(
+            f"training diverged at step {self.step_count} ({what}); lower train.lr (now "
+            f"{self.cfg.lr:g}) or raise train.warmup_frac and train again: {then}"
+        )
+
+    def _check_weights(self) -> None:
+        """Raise the divergence error if a weight is NaN or infinite (before saving them)."""
+        finite = torch.stack([torch.isfinite(p).all() for p in self.params]).tolist()
+        bad = [name for (name, _), ok in zip(self.model.named_parameters(), finite, strict=True) if not ok]
+        if bad:
+            more = f" and {len(bad) - 1} more" if len(bad) > 1 else ""
+            raise self._diverged(f"non-finite weights in {bad[0]}{more}")
 
     def evaluate(self) -> float:
         """Mean loss over the fixed validation batches."""
@@ -319,32 +396,42 @@ class Trainer:
         window.reset()
 
     def checkpoint(self) -> None:
-        """Rank 0 saves a resumable state folder (model, optimizer, RNG, trainer state)."""
+        """Rank 0 saves a resumable state folder (model, optimizer, RNG, trainer state), once
+        the weights are checked to be finite."""
+        self._check_weights()
         trainer = self.state_dict()
         if self.d.main:
             save_state(self.out_dir, self.step_count, self.model, self.optimizer, trainer, self.cfg.keep_checkpoints)
+        self.saved_step = self.step_count
 
     def fit(self) -> TrainResult:
-        """Run the remaining steps with logging, evaluation and checkpoints; then `finish`."""
+        """Run the remaining steps with logging, evaluation and checkpoints; then `finish`.
+        The run folder's lock is released however it ends; Ctrl-C raises TrainingInterrupted."""
         cfg = self.cfg
         self._start_step, self._t_start = self.step_count, time.perf_counter()
-        window = _Window(torch.zeros((), device=self.device))
+        self.window.t0 = self._t_start
         self.bar = tqdm(
             total=cfg.steps, initial=self.step_count, desc="train", unit="step", file=sys.stderr,
             disable=not (self.progress and self.d.main), dynamic_ncols=True,
         )
-        while self.step_count < cfg.steps:
-            loss, grad_rms, lr = self.step()
-            window.add(loss)
-            self.bar.update(1)
-            final = self.step_count == cfg.steps
-            evaluating = final or (cfg.eval_every > 0 and self.step_count % cfg.eval_every == 0)
-            if self.step_count % cfg.log_every == 0 or evaluating:
-                self.log(window, lr, grad_rms, evaluating)
-            if final or (cfg.checkpoint_every and self.step_count % cfg.checkpoint_every == 0):
-                self.checkpoint()
-        self.bar.close()
-        return self.finish()
+        try:
+            while self.step_count < cfg.steps:
+                loss, grad_rms, lr = self.step()
+                self.window.add(loss)
+                self.bar.update(1)
+                final = self.step_count == cfg.steps
+                evaluating = final or (cfg.eval_every > 0 and self.step_count % cfg.eval_every == 0)
+                if self.step_count % cfg.log_every == 0 or evaluating:
+                    self.log(self.window, lr, grad_rms, evaluating)
+                if final or (cfg.checkpoint_every and self.step_count % cfg.checkpoint_every == 0):
+                    self.checkpoint()
+            self.bar.close()
+            return self.finish()
+        except KeyboardInterrupt as exc:
+            raise TrainingInterrupted(self.step_count, self.saved_step, self.out_dir) from exc
+        finally:
+            self.bar.close()
+            self.close()
 
     def training_record(self, identical: bool | None) -> dict[str, Any]:
         """The training.json content of the finished run."""
@@ -359,7 +446,7 @@ class Trainer:
             "final_train_loss": self.last_loss,
             "final_val_loss": self.val_loss,
             "corpus_manifest_hash": self.shards.manifest_hash,
-            "data_dir": str(self.data_dir),
+            "data_dir": str(self.data_dir.resolve()),
             "nonzeros": {
                 "totals": report.to_dict()["totals"],
                 "tensors": {r.name: r.nonzero for r in report.rows},
@@ -378,6 +465,7 @@ class Trainer:
         """Write the final model and training.json (rank 0) and return the result."""
         if self.val_loss is None and self.d.main:  # a resume of an already finished run
             self.val_loss = self.evaluate()
+        self._check_weights()
         identical = ranks_identical(self.model, self.d)
         training = self.training_record(identical)
         if self.d.main:
