@@ -27,38 +27,20 @@ Keep = dict[str, torch.Tensor]
 
 def eliminate(
     evaluator: CircuitEvaluator, keep: Keep, order: Sequence[tuple[str, int]], threshold: float,
-    progress: bool = False, desc: str = "eliminating", runs: bool = False,
+    progress: bool = False, desc: str = "eliminating",
 ) -> tuple[Keep, list[tuple[str, int]]]:
     """Visit `order`; drop each kept node whose removal keeps the loss <= threshold.
-    Returns the remaining flags and the dropped nodes in the order they were dropped.
-
-    With `runs`, a run of consecutive nodes is tried at once and halved when its removal
-    breaks the threshold, down to single nodes: a run the circuit does not need costs one
-    evaluation instead of one per node, and every node that stays was tried alone.
-    """
+    Returns the remaining flags and the dropped nodes in the order they were dropped."""
     keep = {h: f.clone() for h, f in keep.items()}
-    dropped: list[tuple[str, int]] = []
-    pending = [(h, i) for h, i in order if keep[h][i]]
-    bar = tqdm(total=len(pending), desc=desc, unit="node", disable=not progress, leave=False)
-
-    def visit(nodes: list[tuple[str, int]]) -> None:
-        for hook, index in nodes:
-            keep[hook][index] = False
+    dropped = []
+    for hook, index in tqdm(order, desc=desc, unit="node", disable=not progress, leave=False):
+        if not keep[hook][index]:
+            continue
+        keep[hook][index] = False
         if evaluator.loss(keep) <= threshold:
-            dropped.extend(nodes)
-            bar.update(len(nodes))
-            return
-        for hook, index in nodes:
+            dropped.append((hook, index))
+        else:
             keep[hook][index] = True
-        if len(nodes) == 1:
-            bar.update(1)
-            return
-        visit(nodes[: len(nodes) // 2])
-        visit(nodes[len(nodes) // 2 :])
-
-    for run in [pending] if runs and pending else [[node] for node in pending]:
-        visit(run)
-    bar.close()
     return keep, dropped
 
 
@@ -101,7 +83,7 @@ def minimality_pass(
     """Drop the circuit's nodes that it does not need (lowest-ranked first), then record
     each remaining node's loss increase and whether the circuit is 1-minimal."""
     kept = [node for node in reversed(ranking) if keep[node[0]][node[1]]]
-    keep, dropped = eliminate(evaluator, keep, kept, target, progress, "minimality", runs=True)
+    keep, dropped = eliminate(evaluator, keep, kept, target, progress, "minimality")
     base = evaluator.loss(keep)
     increase = {}
     for hook, index in (node for node in ranking if keep[node[0]][node[1]]):
