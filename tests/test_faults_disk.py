@@ -8,6 +8,7 @@ with the reason.
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -16,7 +17,7 @@ import pytest
 
 from sparsecircuits.cli import main
 
-SIZE_KB = 256
+SIZE_KB = 1024
 # Commands that write their output at {out} on the small disk.
 WRITERS = {
     "corpus build": "corpus build --max-files 20 --vocab-size 300 --no-progress --out {out}",
@@ -96,3 +97,16 @@ def test_a_read_only_folder_is_refused_before_any_work(command: str, small_disk:
     assert rc == 2, err[-800:]
     assert len(lines) == 1 and "not writable" in lines[0] and str(small_disk) in lines[0], err
     assert _entries(small_disk) == []
+
+
+def test_validate_refuses_a_read_only_circuit_folder_before_any_work(small_disk: Path, fuzz_world: dict[str, Path],
+                                                                      capsys: pytest.CaptureFixture[str]) -> None:
+    """validate writes validation.json into the circuit's folder: a read-only one is refused
+    at once, given as the folder or as its circuit.json."""
+    shutil.copytree(fuzz_world["circuit"], small_disk / "circuit")
+    subprocess.run(["mount", "-o", "remount,ro", str(small_disk)], check=True)
+    for given in (small_disk / "circuit", small_disk / "circuit" / "circuit.json"):
+        rc = main(["validate", "--circuit", str(given), "--controls", "none", "--no-progress"])
+        err = capsys.readouterr().err.strip().splitlines()
+        assert rc == 2 and len(err) == 1 and "not writable" in err[0] and str(small_disk / "circuit") in err[0]
+    assert _entries(small_disk) == ["circuit", "circuit/circuit.json", "circuit/masks.safetensors"]

@@ -93,6 +93,18 @@ def atomic_write_text(path: str | Path, text: str) -> None:
         tmp.write_text(text, encoding="utf-8")
 
 
+def check_writable_parent(path: Path, flag: str) -> None:
+    """Refuse, before any compute, a path that cannot be created: one under a regular file,
+    or in a folder this process may not write to."""
+    parent = next((p for p in path.absolute().parents if p.exists()), None)
+    if parent is None:
+        return
+    if not parent.is_dir():
+        raise InputError(f"{flag} {path}: {parent} is a file, not a folder; choose another {flag}")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise InputError(f"{flag} {path}: the folder {parent} is not writable; choose another {flag}")
+
+
 def _temp_prefix(name: str) -> str:
     """`.NAME.tmp-PID-HOST-`: a temporary name that says which process writes it, so that a
     later run can tell a killed writer's leftovers from a live writer's (`remove_orphans`)."""

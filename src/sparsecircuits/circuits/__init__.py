@@ -1,6 +1,12 @@
 """The Circuit artifact: node ids and edges, the typed records, and circuit.json I/O."""
 
-from sparsecircuits.circuits.artifact import CIRCUIT_FILE, CIRCUIT_FORMAT, MASKS_FILE, Circuit
+from sparsecircuits.circuits.artifact import (
+    CIRCUIT_FILE,
+    CIRCUIT_FORMAT,
+    MASKS_FILE,
+    Circuit,
+    circuit_folder,
+)
 from sparsecircuits.circuits.edges import compute_edges, embed_links, residual_links, unembed_links
 from sparsecircuits.circuits.ids import Edge, node_id, parse_node_id
 from sparsecircuits.circuits.records import (
@@ -19,6 +25,7 @@ __all__ = [
     "CalibrationRecord",
     "Circuit",
     "CircuitLosses",
+    "circuit_folder",
     "Edge",
     "PruningRecord",
     "TaskRecord",

@@ -64,6 +64,13 @@ CIRCUIT_FILE = "circuit.json"
 MASKS_FILE = "masks.safetensors"
 
 
+def circuit_folder(path: str | Path) -> Path:
+    """The folder of a circuit given as its folder or as its circuit.json (where
+    masks.safetensors and validation.json sit beside it)."""
+    path = Path(path)
+    return path.parent if path.is_file() else path
+
+
 @dataclass
 class Circuit:
     """A pruned task circuit (see the module docstring for the circuit.json fields)."""
@@ -225,8 +232,7 @@ class Circuit:
     @classmethod
     def load(cls, path: str | Path) -> Circuit:
         """Load a circuit folder (or a circuit.json path) written by `save`."""
-        path = Path(path)
-        file = path if path.is_file() else path / CIRCUIT_FILE
+        file = circuit_folder(path) / CIRCUIT_FILE
         if not file.is_file():
             raise InputError(f"{path}: no {CIRCUIT_FILE} there; give the folder written by `sparsecircuits prune`")
         data = read_json(file, "re-run `sparsecircuits prune`")

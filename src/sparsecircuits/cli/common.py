@@ -9,11 +9,11 @@ from __future__ import annotations
 
 import argparse
 import math
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from sparsecircuits.atomic import check_writable_parent
 from sparsecircuits.bundled_names import resolve_model_spec
 from sparsecircuits.data.staging import CORPUS_FILES
 from sparsecircuits.errors import InputError
@@ -175,18 +175,6 @@ def check_out(out: str | Path, artifact: Artifact, force: bool) -> Path:
     if not force:
         raise InputError(f"--out {path} already exists; pass --force to replace it, or choose another --out")
     return path
-
-
-def check_writable_parent(path: Path, flag: str) -> None:
-    """Refuse, before any compute, a path that cannot be created: one under a regular file,
-    or in a folder this process may not write to."""
-    parent = next((p for p in path.absolute().parents if p.exists()), None)
-    if parent is None:
-        return
-    if not parent.is_dir():
-        raise InputError(f"{flag} {path}: {parent} is a file, not a folder; choose another {flag}")
-    if not os.access(parent, os.W_OK | os.X_OK):
-        raise InputError(f"{flag} {path}: the folder {parent} is not writable; choose another {flag}")
 
 
 def positive_int(text: str) -> int:

@@ -14,7 +14,8 @@ import sys
 from importlib import resources
 from pathlib import Path
 
-from sparsecircuits.cli.common import add_command, check_writable_parent
+from sparsecircuits.atomic import check_writable_parent
+from sparsecircuits.cli.common import add_command
 from sparsecircuits.errors import InputError
 
 USAGE = (

@@ -54,10 +54,10 @@ def _circuit_model(circuit: Any, circuit_dir: Path, override: str | None) -> Pat
 
 def _run(args: argparse.Namespace) -> int:
     from sparsecircuits.checkpoint import load_checkpoint
-    from sparsecircuits.circuits import Circuit
+    from sparsecircuits.circuits import Circuit, circuit_folder
     from sparsecircuits.validate.pipeline import task_from_info, validate
 
-    circuit_dir = Path(args.circuit)
+    circuit_dir = circuit_folder(args.circuit)
     circuit = Circuit.load(circuit_dir)
     ckpt = load_checkpoint(_circuit_model(circuit, circuit_dir, args.model), device=resolve_device(args.device))
     task = resolve_task(args.task) if args.task else task_from_info(circuit.task)

@@ -18,9 +18,9 @@ from tokenizers import Tokenizer
 from tqdm.auto import tqdm
 
 from sparsecircuits import __version__
-from sparsecircuits.atomic import atomic_write_text
+from sparsecircuits.atomic import atomic_write_text, check_writable_parent
 from sparsecircuits.checkpoint import Checkpoint, stage_inputs
-from sparsecircuits.circuits import Circuit, TaskRecord
+from sparsecircuits.circuits import Circuit, TaskRecord, circuit_folder
 from sparsecircuits.errors import InputError
 from sparsecircuits.jsonio import read_json
 from sparsecircuits.model import SparseTransformer
@@ -172,12 +172,11 @@ def prune_config_of(circuit: Circuit, steps: int | None = None) -> PruneConfig:
 
 
 def _load_circuit(circuit: Circuit | str | Path) -> tuple[Circuit, Path | None]:
-    """The circuit (loaded when given its folder) and its folder, None when given in memory;
-    the folder is where validation.json goes."""
+    """The circuit (loaded when given its folder or its circuit.json) and its folder, None
+    when given in memory; the folder is where validation.json goes."""
     if isinstance(circuit, Circuit):
         return circuit, None
-    circuit_dir = Path(circuit)
-    return Circuit.load(circuit_dir), circuit_dir
+    return Circuit.load(circuit), circuit_folder(circuit)
 
 
 def _held_out_batch(
@@ -255,6 +254,8 @@ def validate(
     given = stage_inputs(model, tokenizer, data, cache_dir)
     model, tokenizer, data, cache_dir = given.model, given.tokenizer, given.data, given.cache_dir
     circuit, circuit_dir = _load_circuit(circuit)
+    if circuit_dir is not None and write:  # before the work, not after it
+        check_writable_parent(circuit_dir / VALIDATION_FILE, "--circuit")
     circuit.check_against(model)
     names = parse_controls(controls)
     config = prune_config_of(circuit, steps)
