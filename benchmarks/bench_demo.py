@@ -135,19 +135,23 @@ def _circuit_lines(circuits: list[dict]) -> list[str]:
 
 
 def _comparison_lines(comp: dict | None) -> list[str]:
-    """Dense/sparse edge ratio per task and, where both reach the target, their geometric means."""
+    """Dense/sparse edge ratio and verdicts per task, the headline geometric means (pairs both
+    full models solve and whose circuits both pass sufficiency) and the all-circuits figure."""
     if not comp or not comp["rows"]:
         return []
-    lines = ["", "| task | dense/sparse edges |", "|---|---|"]
-    lines += [f"| {r['task']} | {_f(r['edge_ratio'], 2)} |" for r in comp["rows"]]
-    if comp["n_tasks_compared"]:
-        lines += [
-            "",
-            f"Geometric mean of edges over the {comp['n_tasks_compared']} task(s) where both circuits reach "
-            f"the target: sparse {comp['geomean_edges_sparse']:.1f}, dense {comp['geomean_edges_dense']:.1f}, "
-            f"**dense/sparse {comp['geomean_ratio']:.2f}x** (the paper reports about 16x at matched "
-            "pretraining loss, on larger models pruned for ~2000 steps).",
-        ]
+    left_out = comp["trusted"]["left_out"]
+    lines = ["", "| task | dense/sparse edges | sparse verdict | dense verdict | in the headline |", "|---|---|---|---|---|"]
+    lines += [f"| {r['task']} | {_f(r['edge_ratio'], 2)} | {r['sparse_verdict']} | {r['dense_verdict']} | "
+              f"{left_out.get(r['task'], 'yes')} |" for r in comp["rows"]]
+    for key, what in (("trusted", "both full models solve and both circuits pass sufficiency on held-out pairs"),
+                      ("all", "both circuits reach the target on the pruning pairs")):
+        g = comp[key]
+        if g["n_tasks"]:
+            lines += ["", f"Geometric mean of edges over the {g['n_tasks']} task(s) where {what}: sparse "
+                          f"{g['geomean_edges_sparse']:.1f}, dense {g['geomean_edges_dense']:.1f}, "
+                          f"**dense/sparse {g['geomean_ratio']:.2f}x**."]
+    lines += ["", "(The paper reports about 16x at matched pretraining loss, on larger models pruned for ~2000 "
+                  "steps.)"]
     return lines
 
 

@@ -34,7 +34,7 @@ def _run(path: str, kills: int) -> dict:
     with tempfile.TemporaryDirectory() as tmp:
         report = Path(tmp) / "junit.xml"
         t0 = time.perf_counter()
-        subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", path,
+        subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-o", "junit_logging=system-out", path,
                         f"--junitxml={report}"], cwd=ROOT, env={**os.environ, "SPARSECIRCUITS_KILLS": str(kills)},
                        check=False)
         seconds = time.perf_counter() - t0

@@ -118,6 +118,13 @@ def test_reduced_demo_writes_parseable_outputs(use_bundle, tmp_path, capsys):
     by_kind = {c["kind"]: c for c in summary["circuits"]}
     assert row["sparse_edges"] == by_kind["sparse"]["n_edges"]
     assert row["dense_edges"] == by_kind["dense"]["n_edges"]
+    for kind in ("sparse", "dense"):  # the verdict and the sufficiency check come from validation.json
+        validation = json.loads((out / "circuits" / TASK / kind / "validation.json").read_text(encoding="utf-8"))
+        sufficiency = next(c for c in validation["verdict"]["checks"] if c["name"] == "sufficiency")
+        assert row[f"{kind}_verdict"] == validation["verdict"]["status"]
+        assert row[f"{kind}_sufficient"] == sufficiency["passed"] == by_kind[kind]["sufficient"]
+    in_headline = summary["comparison"]["trusted"]["n_tasks"] == 1
+    assert in_headline == (TASK not in summary["comparison"]["trusted"]["left_out"])
     for kind, card in summary["models"].items():
         assert card["nonzeros"]["all"]["nonzero"] > 0
         val = TokenShards.open(use_bundle / f"small-{kind}" / "corpus-val").info["val"]
@@ -161,20 +168,30 @@ def test_bad_input_exits_2(use_fake_bundle, tmp_path, capsys, monkeypatch):
 
 
 def test_compare_sizes_and_geometric_mean():
-    def c(task, kind, edges, met=True):
-        return {"task": task, "kind": kind, "n_nodes": edges + 1, "n_edges": edges, "target_met": met}
+    def c(task, kind, edges, met=True, sufficient=True):
+        return {"task": task, "kind": kind, "n_nodes": edges + 1, "n_edges": edges, "target_met": met,
+                "verdict": "ok" if sufficient else "insufficient", "sufficient": sufficient}
 
     circuits = [c("a", "sparse", 10), c("a", "dense", 160), c("b", "sparse", 40), c("b", "dense", 160),
-                c("x", "sparse", 5), c("x", "dense", 50, met=False)]
-    result = demo.compare(circuits, ["a", "b", "x"])
-    assert [r["edge_ratio"] for r in result["rows"]] == [16.0, 4.0, 10.0]
-    assert result["n_tasks_compared"] == 2  # x: the dense circuit misses the target
-    assert result["geomean_edges_sparse"] == pytest.approx(20.0)
-    assert result["geomean_edges_dense"] == pytest.approx(160.0)
-    assert result["geomean_ratio"] == pytest.approx(8.0)
+                c("x", "sparse", 5), c("x", "dense", 50, met=False, sufficient=False),
+                c("y", "sparse", 10), c("y", "dense", 1000, sufficient=False),
+                c("z", "sparse", 10), c("z", "dense", 2000)]
+    solved = {"sparse": dict.fromkeys("abxyz", True), "dense": {**dict.fromkeys("abxy", True), "z": False}}
+    result = demo.compare(circuits, ["a", "b", "x", "y", "z"], solved)
+    assert [r["edge_ratio"] for r in result["rows"]] == [16.0, 4.0, 10.0, 100.0, 200.0]
+    assert result["all"]["n_tasks"] == 4  # x: the dense circuit misses the target
+    trusted = result["trusted"]
+    assert trusted["n_tasks"] == 2  # the headline: only a and b
+    assert trusted["geomean_edges_sparse"] == pytest.approx(20.0)
+    assert trusted["geomean_edges_dense"] == pytest.approx(160.0)
+    assert trusted["geomean_ratio"] == pytest.approx(8.0)
+    assert trusted["left_out"] == {"x": "the dense circuit fails sufficiency on held-out pairs",
+                                   "y": "the dense circuit fails sufficiency on held-out pairs",
+                                   "z": "the dense model does not solve it"}
+    assert result["all"]["geomean_ratio"] == pytest.approx((16 * 4 * 100 * 200) ** 0.25)
     assert demo.geometric_mean([]) is None
     assert demo.geometric_mean([2.0, 8.0]) == pytest.approx(4.0)
-    assert math.isclose(demo.compare([], [])["n_tasks_compared"], 0)
+    assert demo.compare([], [])["trusted"]["n_tasks"] == 0
 
 
 def test_choose_tasks_rules():

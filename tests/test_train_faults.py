@@ -370,7 +370,7 @@ def test_a_checkpoint_refuses_non_finite_weights(small_corpus_dir: Path, tmp_pat
 def test_an_infinite_lr_is_refused(small_corpus_dir: Path, tmp_path: Path,
                                    capsys: pytest.CaptureFixture[str]) -> None:
     assert _train(small_corpus_dir, tmp_path / "run", "train.lr=inf") == 2
-    assert "train.lr must be a positive finite number" in capsys.readouterr().err
+    assert "train.lr must be finite" in capsys.readouterr().err
     assert not (tmp_path / "run").exists()
 
 

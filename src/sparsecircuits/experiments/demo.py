@@ -23,7 +23,7 @@ import multiprocessing
 import os
 import shutil
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
@@ -251,6 +251,8 @@ def circuit_for(model: DemoModel, task: Task, folder: Path, reports: Path, cfg: 
         "losses": circuit.losses.to_dict(),
         "verdict": report.verdict.status,
         "reasons": list(report.verdict.reasons),
+        "failed_checks": [c.name for c in report.verdict.checks if not c.passed],
+        "sufficient": bool(report.verdict.check("sufficiency") and report.verdict.check("sufficiency").passed),
         "seconds": seconds,
         "index_entry": index_entry(data, f"reports/{page.name}", f"{task.name} ({model.kind})"),
     }
@@ -302,30 +304,59 @@ def geometric_mean(values: Sequence[float]) -> float | None:
     return math.exp(sum(math.log(v) for v in values) / len(values)) if values else None
 
 
-def compare(circuits: Sequence[dict[str, Any]], tasks: Sequence[str]) -> dict[str, Any]:
-    """Per task, sparse and dense circuit sizes and the dense/sparse edge ratio; the geometric
-    mean of edge counts over the tasks where both circuits reach the target loss."""
+def compare(
+    circuits: Sequence[dict[str, Any]], tasks: Sequence[str], solved: Mapping[str, Mapping[str, bool]] | None = None
+) -> dict[str, Any]:
+    """Per task, sparse and dense circuit sizes, verdicts and the dense/sparse edge ratio, and
+    two geometric means of edge counts:
+
+    - `all`: over the tasks where both circuits reach the target loss on the pruning pairs
+      (the figure before validation);
+    - `trusted` (the headline): over the tasks both full models solve (`solved[kind][task]`,
+      the evaluation's test-split loss at most the target) whose two circuits both pass
+      validation's sufficiency check on held-out pairs (`sufficient`), with each left-out
+      task and why.
+    """
     by = {(c["task"], c["kind"]): c for c in circuits}
-    rows, both = [], []
+    rows, pairs, trusted, left_out = [], [], [], {}
     for task in tasks:
         s, d = by.get((task, "sparse")), by.get((task, "dense"))
         row: dict[str, Any] = {"task": task}
         for kind, c in (("sparse", s), ("dense", d)):
-            row[f"{kind}_nodes"] = c["n_nodes"] if c else None
-            row[f"{kind}_edges"] = c["n_edges"] if c else None
-            row[f"{kind}_target_met"] = c["target_met"] if c else None
+            for key, field_ in (("nodes", "n_nodes"), ("edges", "n_edges"), ("target_met", "target_met"),
+                                ("verdict", "verdict"), ("sufficient", "sufficient")):
+                row[f"{kind}_{key}"] = c.get(field_) if c else None
         row["edge_ratio"] = d["n_edges"] / s["n_edges"] if s and d and s["n_edges"] else None
-        if s and d and s["target_met"] and d["target_met"] and s["n_edges"] and d["n_edges"]:
-            both.append((s["n_edges"], d["n_edges"]))
         rows.append(row)
-    gs, gd = geometric_mean([b[0] for b in both]), geometric_mean([b[1] for b in both])
-    return {
-        "rows": rows,
-        "n_tasks_compared": len(both),
-        "geomean_edges_sparse": gs,
-        "geomean_edges_dense": gd,
-        "geomean_ratio": gd / gs if gs and gd else None,
-    }
+        if not (s and d and s["n_edges"] and d["n_edges"]):
+            left_out[task] = "a circuit is missing or empty"
+            continue
+        if s["target_met"] and d["target_met"]:
+            pairs.append((s["n_edges"], d["n_edges"]))
+        reason = _left_out_reason(task, s, d, solved)
+        if reason:
+            left_out[task] = reason
+        else:
+            trusted.append((s["n_edges"], d["n_edges"]))
+    return {"rows": rows, "all": _geomeans(pairs), "trusted": {**_geomeans(trusted), "left_out": left_out}}
+
+
+def _left_out_reason(task: str, s: dict[str, Any], d: dict[str, Any],
+                     solved: Mapping[str, Mapping[str, bool]] | None) -> str | None:
+    """Why a task's pair of circuits is not in the headline (None: it is)."""
+    unsolved = [kind for kind in KINDS if solved is not None and not solved.get(kind, {}).get(task, False)]
+    if unsolved:
+        return f"the {' and '.join(unsolved)} model does not solve it"
+    failing = [kind for kind, c in (("sparse", s), ("dense", d)) if not c.get("sufficient")]
+    if failing:
+        return f"the {' and '.join(failing)} circuit fails sufficiency on held-out pairs"
+    return None
+
+
+def _geomeans(pairs: Sequence[tuple[int, int]]) -> dict[str, Any]:
+    gs, gd = geometric_mean([p[0] for p in pairs]), geometric_mean([p[1] for p in pairs])
+    return {"n_tasks": len(pairs), "geomean_edges_sparse": gs, "geomean_edges_dense": gd,
+            "geomean_ratio": gd / gs if gs and gd else None}
 
 
 DEMO_ENTRIES = {"circuits", "reports", "scratch", INDEX_FILE, SUMMARY_FILE}
@@ -371,7 +402,8 @@ def run_demo(cfg: DemoConfig, log: Callable[[str], Any] = print) -> DemoResult:
             for name in chosen for m in models]
     circuits = run_jobs(jobs, {m.kind: m for m in models}, cfg)
     timings["circuits"] = time.perf_counter() - t0
-    comparison = compare(circuits, chosen) if cfg.dense else None
+    solved = {kind: {t: r["solved"] for t, r in ev.items()} for kind, ev in evaluation.items()}
+    comparison = compare(circuits, chosen, solved) if cfg.dense else None
     summary = {
         "format": DEMO_FORMAT,
         "version": __version__,
@@ -464,21 +496,30 @@ def _evaluation_rows(summary: dict[str, Any]) -> tuple[list[str], list[list[Any]
     return header, rows
 
 
-COMPARISON_HEADER = ["task", "sparse nodes", "sparse edges", "dense nodes", "dense edges", "dense/sparse edges",
-                     "sparse at target", "dense at target"]
+COMPARISON_HEADER = ["task", "sparse nodes", "sparse edges", "sparse verdict", "dense nodes", "dense edges",
+                     "dense verdict", "dense/sparse edges", "in the headline"]
 
 
 def _comparison_rows(comparison: dict[str, Any]) -> list[list[Any]]:
-    return [[r["task"], r["sparse_nodes"], r["sparse_edges"], r["dense_nodes"], r["dense_edges"], r["edge_ratio"],
-             r["sparse_target_met"], r["dense_target_met"]] for r in comparison["rows"]]
+    left_out = comparison["trusted"]["left_out"]
+    return [[r["task"], r["sparse_nodes"], r["sparse_edges"], r["sparse_verdict"], r["dense_nodes"], r["dense_edges"],
+             r["dense_verdict"], r["edge_ratio"], left_out.get(r["task"], "yes")] for r in comparison["rows"]]
 
 
-def _geomean_line(comparison: dict[str, Any]) -> str:
-    if not comparison["n_tasks_compared"]:
-        return "geometric mean of edges: no task where both circuits reach the target loss"
-    return (f"geometric mean of edges over {comparison['n_tasks_compared']} task(s) where both circuits reach "
-            f"the target: sparse {comparison['geomean_edges_sparse']:.1f}, dense "
-            f"{comparison['geomean_edges_dense']:.1f} (dense/sparse {comparison['geomean_ratio']:.2f}x)")
+def _geomean_lines(comparison: dict[str, Any]) -> list[str]:
+    """The headline (trusted pairs), the all-circuits figure beside it, and what was left out."""
+    lines = []
+    for key, what in (("trusted", "both full models solve and both circuits pass sufficiency on held-out pairs"),
+                      ("all", "both circuits reach the target on the pruning pairs")):
+        g = comparison[key]
+        if not g["n_tasks"]:
+            lines.append(f"geometric mean of edges, tasks where {what}: none")
+            continue
+        lines.append(f"geometric mean of edges over {g['n_tasks']} task(s) where {what}: sparse "
+                     f"{g['geomean_edges_sparse']:.1f}, dense {g['geomean_edges_dense']:.1f} "
+                     f"(dense/sparse {g['geomean_ratio']:.2f}x)")
+    lines += [f"  left out of the first: {task} ({why})" for task, why in comparison["trusted"]["left_out"].items()]
+    return lines
 
 
 def write_index(out: Path, summary: dict[str, Any], entries: list[dict[str, Any]]) -> Path:
@@ -498,7 +539,8 @@ def write_index(out: Path, summary: dict[str, Any], entries: list[dict[str, Any]
     if comparison is not None and comparison["rows"]:
         parts.append('<section id="demo-comparison"><h2>Sparse vs dense circuit sizes</h2>')
         parts.append(_table(COMPARISON_HEADER, _comparison_rows(comparison)))
-        parts.append(f"<p>{html.escape(_geomean_line(comparison))}</p></section>")
+        parts += [f"<p>{html.escape(line)}</p>" for line in _geomean_lines(comparison)]
+        parts.append("</section>")
     header, rows = _evaluation_rows(summary)
     parts.append(f'<section id="demo-evaluation"><h2>Task evaluation (test split, target loss '
                  f'{summary["settings"]["target_loss"]})</h2>{_table(header, rows)}</section>')
@@ -521,16 +563,19 @@ def format_summary(summary: dict[str, Any]) -> str:
     lines += [f"note: {n}" for n in summary["notes"]]
     if summary["circuits"]:
         lines.append("")
+        lines.append(f"loss full, circuit: the task loss on the {summary['settings']['pairs']} held-out test-split "
+                     "pairs pruning bisected on (the evaluation above uses its own test pairs)")
         lines.append(f"{'task':<28} {'model':<6} {'method':<14} {'loss full':>9} {'circuit':>8} {'nodes':>6} "
-                     f"{'edges':>7} {'target':>6}  verdict")
+                     f"{'edges':>7} {'target':>6}  verdict (failed checks)")
         for c in summary["circuits"]:
             loss = c["losses"]
+            failed = f" ({', '.join(c['failed_checks'])})" if c.get("failed_checks") else ""
             lines.append(f"{c['task']:<28} {c['kind']:<6} {c.get('method', 'masks'):<14} {_fmt(loss.get('full')):>9} "
                          f"{_fmt(loss.get('circuit')):>8} {c['n_nodes']:>6} {c['n_edges']:>7} "
-                         f"{_fmt(c['target_met']):>6}  {c['verdict']}")
+                         f"{_fmt(c['target_met']):>6}  {c['verdict']}{failed}")
     comparison = summary["comparison"]
     if comparison is not None and comparison["rows"]:
-        lines += ["", _geomean_line(comparison)]
+        lines += ["", *_geomean_lines(comparison)]
     lines.append(f"\ndemo took {summary['seconds']['total']:.0f} s "
                  f"(evaluation {summary['seconds']['evaluate']:.0f} s, circuits {summary['seconds']['circuits']:.0f} s)")
     return "\n".join(lines)

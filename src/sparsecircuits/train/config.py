@@ -85,8 +85,8 @@ class TrainConfig:
                 raise InputError(f"train.{name} must be an integer >= 0, got {value!r}")
         if not isinstance(self.seed, int) or isinstance(self.seed, bool) or self.seed < 0:
             raise InputError(f"train.seed must be an integer >= 0, got {self.seed!r}")
-        if not (self.lr > 0 and math.isfinite(self.lr)):
-            raise InputError(f"train.lr must be a positive finite number, got {self.lr!r}")
+        if not self.lr > 0:  # (finite: checked with the types)
+            raise InputError(f"train.lr must be positive, got {self.lr!r}")
         for name in ("warmup_frac", "anneal_start_frac", "anneal_end_frac"):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise InputError(f"train.{name} must be in [0, 1], got {getattr(self, name)!r}")
