@@ -4,7 +4,6 @@ the pruned tasks, sizes are compared, bad input exits 2."""
 from __future__ import annotations
 
 import json
-import math
 import os
 from html.parser import HTMLParser
 from pathlib import Path
