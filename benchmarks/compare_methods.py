@@ -1,0 +1,87 @@
+"""Discovery methods side by side on the bundled models: one `sparsecircuits demo` folder per
+method (`demo --method NAME --out DIR`), each circuit's nodes, edges, held-out circuit loss
+(validation's), verdict and pruning seconds, and the node-set Jaccard of every method's
+circuit with the first folder's (the reference, normally the demo default).
+
+    python benchmarks/compare_methods.py NAME=DIR [NAME=DIR ...]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from common import machine, machine_line, write_results
+
+
+def _circuits(folder: Path) -> dict[tuple[str, str], dict]:
+    """(task, kind) -> the figures of that circuit in a demo folder."""
+    summary = json.loads((folder / "summary.json").read_text(encoding="utf-8"))
+    out = {}
+    for c in summary["circuits"]:
+        circuit_dir = Path(c["circuit"])
+        circuit = json.loads((circuit_dir / "circuit.json").read_text(encoding="utf-8"))
+        validation = json.loads((circuit_dir / "validation.json").read_text(encoding="utf-8"))
+        out[(c["task"], c["kind"])] = {
+            "nodes": {f"{h}:{i}" for h, idx in circuit["nodes"].items() for i in idx},
+            "n_nodes": c["n_nodes"], "n_edges": c["n_edges"], "target_met": c["target_met"],
+            "held_out_loss": validation["metrics"]["circuit"], "verdict": c["verdict"],
+            "prune_seconds": c["seconds"]["prune"],
+        }
+    return out
+
+
+def _jaccard(a: set, b: set) -> float:
+    return len(a & b) / len(a | b) if a | b else 1.0
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("runs", nargs="+", metavar="NAME=DIR")
+    args = parser.parse_args()
+    runs = {spec.split("=", 1)[0]: _circuits(Path(spec.split("=", 1)[1])) for spec in args.runs}
+    reference = next(iter(runs))
+    rows, data = [], []
+    for (task, kind), ref in sorted(runs[reference].items()):
+        for name, circuits in runs.items():
+            c = circuits.get((task, kind))
+            if c is None:
+                continue
+            jac = _jaccard(c["nodes"], ref["nodes"])
+            rows.append(f"| {task} | {kind} | {name} | {c['n_nodes']} | {c['n_edges']} | "
+                        f"{c['held_out_loss']:.3f} | {'yes' if c['target_met'] else 'no'} | {c['verdict']} | "
+                        f"{c['prune_seconds']:.0f} | {jac:.2f} |")
+            data.append({"task": task, "kind": kind, "method": name, "jaccard_with_reference": jac,
+                         **{k: v for k, v in c.items() if k != "nodes"}})
+    summary_rows = []
+    for name in runs:
+        mine = [d for d in data if d["method"] == name]
+        ok = sum(d["verdict"] == "ok" for d in mine)
+        jac = sum(d["jaccard_with_reference"] for d in mine) / len(mine) if mine else 0.0
+        secs = sum(d["prune_seconds"] for d in mine)
+        summary_rows.append(f"| {name} | {len(mine)} | {ok} | {sum(d['target_met'] for d in mine)} | "
+                            f"{jac:.2f} | {secs:.0f} |")
+    markdown = f"""## Discovery methods on the bundled models (`benchmarks/compare_methods.py`)
+
+{machine_line(machine())} One `sparsecircuits demo --method NAME` run per method (minimality
+pass on, core controls, 64 held-out pairs); node-set Jaccard against `{reference}`. Seconds are
+the pruning's wall time in a one-thread worker while other jobs shared the 2 cores
+(indicative only).
+
+| method | circuits | ok | target met | mean Jaccard with {reference} | pruning seconds (sum) |
+|---|---|---|---|---|---|
+{chr(10).join(summary_rows)}
+
+| task | model | method | nodes | edges | held-out circuit loss | target met | verdict | pruning s | Jaccard |
+|---|---|---|---|---|---|---|---|---|---|
+{chr(10).join(rows)}
+"""
+    write_results("methods", {"machine": machine(), "reference": reference, "circuits": data}, markdown)
+    print(markdown)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
