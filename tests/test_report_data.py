@@ -23,8 +23,8 @@ from sparsecircuits.errors import InputError
 from sparsecircuits.model import ModelConfig, SparseTransformer
 from sparsecircuits.model.interventions import ablate, frozen_norms, record_norm_scales
 from sparsecircuits.model.locations import all_node_hooks, node_width
+from sparsecircuits.prune.removal import removal_losses
 from sparsecircuits.report import build_report_data, build_run_data, render_report
-from sparsecircuits.report.nodes import removal_losses
 from sparsecircuits.report.plots import plot_curve, plot_training
 from sparsecircuits.tasks import get_task, make_batch, task_loss
 

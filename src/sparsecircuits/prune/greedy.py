@@ -20,6 +20,7 @@ from tqdm.auto import tqdm
 from sparsecircuits.model.locations import hook_location, node_locations, node_width
 from sparsecircuits.prune.batches import frozen_weights, select_pairs
 from sparsecircuits.prune.evaluate import CircuitEvaluator
+from sparsecircuits.prune.removal import removal_losses
 from sparsecircuits.prune.scores import ScoreInputs
 
 Keep = dict[str, torch.Tensor]
@@ -85,10 +86,9 @@ def minimality_pass(
     kept = [node for node in reversed(ranking) if keep[node[0]][node[1]]]
     keep, dropped = eliminate(evaluator, keep, kept, target, progress, "minimality")
     base = evaluator.loss(keep)
-    increase = {}
-    for hook, index in (node for node in ranking if keep[node[0]][node[1]]):
-        keep[hook][index] = False
-        increase[f"{hook}:{index}"] = evaluator.loss(keep) - base
-        keep[hook][index] = True
-    minimal = all(base + d > target for d in increase.values())
+    remaining = [node for node in ranking if keep[node[0]][node[1]]]
+    losses = removal_losses(evaluator.model, keep, evaluator.values, evaluator.batch, remaining,
+                            evaluator.freeze_norms) if remaining else []
+    increase = {f"{hook}:{index}": loss - base for (hook, index), loss in zip(remaining, losses, strict=True)}
+    minimal = all(loss > target for loss in losses)
     return keep, {"one_minimal": minimal, "dropped": len(dropped), "loss_increase": increase}
