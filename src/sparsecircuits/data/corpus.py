@@ -268,7 +268,7 @@ def _tokenizer_for(
     if reused is None:
         if progress:
             print(f"training a {vocab_size}-token tokenizer ...", file=sys.stderr)
-        tok = train_tokenizer(train_texts, vocab_size)
+        tok = train_tokenizer(train_texts, vocab_size, progress=progress)
     else:
         tok = reused
     return tok, time.perf_counter() - t0

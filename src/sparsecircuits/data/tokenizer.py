@@ -83,8 +83,9 @@ def _finish(tok: Tokenizer) -> Tokenizer:
     return tok
 
 
-def train_tokenizer(texts: Iterable[str], vocab_size: int = 2048) -> Tokenizer:
-    """Train a byte-level BPE tokenizer on `texts`; `<|endoftext|>` gets the last id.
+def train_tokenizer(texts: Iterable[str], vocab_size: int = 2048, progress: bool = False) -> Tokenizer:
+    """Train a byte-level BPE tokenizer on `texts`; `<|endoftext|>` gets the last id
+    (`progress`: the tokenizers library's own progress bars on stderr).
 
     The vocabulary is the 256 byte tokens plus merges plus EOT. A corpus too small to
     supply enough merges yields a smaller vocabulary; EOT is still the last id.
@@ -99,7 +100,7 @@ def train_tokenizer(texts: Iterable[str], vocab_size: int = 2048) -> Tokenizer:
     trainer = trainers.BpeTrainer(
         vocab_size=vocab_size - 1,
         min_frequency=2,
-        show_progress=False,
+        show_progress=progress,
         initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
         special_tokens=[],
     )
