@@ -323,3 +323,23 @@ def test_validation_json_round_trips_through_the_typed_report(tmp_path):
     assert json.dumps(loaded.to_dict(), indent=1) + "\n" == text
     with pytest.raises(InputError, match="missing"):
         ValidationReport.load(tmp_path / "nowhere")
+
+
+def test_a_run_with_fewer_controls_never_replaces_a_richer_validation(tmp_path):
+    """validation.json stays when the new run lacks one of its controls; the new report goes
+    beside it (validation-CONTROLS.json); a run with at least its controls replaces it."""
+    from sparsecircuits.validate.pipeline import VALIDATION_FILE, ValidationReport
+
+    def report(controls: dict) -> ValidationReport:  # (the verdict does not matter here)
+        v = verdict(_metrics(), {}, 0.15)
+        return ValidationReport(circuit={"path": None, "task": "t", "n_nodes": 3, "n_edges": 2},
+                                settings={"seed": 0}, metrics=_metrics(), controls=controls, verdict=v)
+
+    rich = report({"random_init": _pruned(True, 1.0), "nonsense_task": _pruned(True, 1.0)})
+    assert rich.save(tmp_path) == tmp_path / VALIDATION_FILE
+    assert report({}).save(tmp_path) == tmp_path / "validation-none.json"
+    assert report({"random_init": _pruned(True, 1.0)}).save(tmp_path) == tmp_path / "validation-random_init.json"
+    assert set(ValidationReport.load(tmp_path).controls) == {"random_init", "nonsense_task"}  # kept
+    richer = report({**rich.controls, "frozen_norms": _pruned(True, 1.0)})
+    assert richer.save(tmp_path) == tmp_path / VALIDATION_FILE
+    assert set(ValidationReport.load(tmp_path).controls) == {"random_init", "nonsense_task", "frozen_norms"}

@@ -76,7 +76,10 @@ def _run(args: argparse.Namespace) -> int:
         print(json.dumps(report.to_dict(), indent=1))
     else:
         print(report.format_table())
-        print(f"\nwrote {circuit_dir / VALIDATION_FILE}")
+        print(f"\nwrote {report.written}")
+        if report.written is not None and report.written.name != VALIDATION_FILE:
+            print(f"(the {VALIDATION_FILE} there ran controls this run did not, so it was kept; "
+                  "run with at least its controls to replace it)")
     return 0
 
 

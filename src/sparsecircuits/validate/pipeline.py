@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -59,6 +59,7 @@ class ValidationReport:
     verdict: Verdict
     version: str = __version__
     format: str = VALIDATION_FORMAT
+    written: Path | None = field(default=None, compare=False)  # where `validate` saved it (not in the file)
 
     def to_dict(self) -> dict[str, Any]:
         """The validation.json content (documented in docs/validation.md)."""
@@ -98,8 +99,15 @@ class ValidationReport:
         return cls.from_dict(read_json(path, "re-run `sparsecircuits validate`"), source=str(path))
 
     def save(self, circuit_dir: str | Path) -> Path:
-        """Write validation.json into the circuit folder (atomically)."""
+        """Write validation.json into the circuit folder (atomically), unless the one there
+        ran a control this report did not: a richer run is never replaced, and this report
+        goes beside it as validation-CONTROLS.json. Returns the path written."""
         path = Path(circuit_dir) / VALIDATION_FILE
+        if path.is_file():
+            earlier = set(ValidationReport.load(circuit_dir).controls)
+            if not earlier <= set(self.controls):
+                names = "-".join(sorted(self.controls)) or "none"
+                path = path.with_name(f"validation-{names}.json")
         atomic_write_text(path, json.dumps(self.to_dict(), indent=1) + "\n")
         return path
 
@@ -285,5 +293,5 @@ def validate(
         results[name] = CONTROLS[name].run(ctx)
     report = _report(ctx, circuit_dir, names, n_held_out, metrics, results, thresholds)
     if circuit_dir is not None and write:
-        report.save(circuit_dir)
+        report.written = report.save(circuit_dir)
     return report
