@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 
 import numpy as np
 import pytest
@@ -124,20 +125,24 @@ def test_random_init_model_matches_sparsity():
     assert torch.equal(random_init_model(model, seed=0).embed.weight, fresh.embed.weight)
 
 
-def test_cli_validate_writes_json_and_table(planted_dir, capsys):
-    code = main(["validate", "--circuit", str(planted_dir / "circuit"), "--controls",
+def test_cli_validate_writes_json_and_table(planted_dir, tmp_path, capsys):
+    circuit = shutil.copytree(planted_dir / "circuit", tmp_path / "circuit")  # without other tests' validation
+    (circuit / VALIDATION_FILE).unlink(missing_ok=True)
+    code = main(["validate", "--circuit", str(circuit), "--controls",
                  "random_circuits,activation_agreement", "--random-draws", "3", "--no-progress"])
     out = capsys.readouterr().out
     assert code == 0
-    assert "verdict: OK" in out and str(planted_dir / "circuit" / VALIDATION_FILE) in out
-    saved = json.loads((planted_dir / "circuit" / VALIDATION_FILE).read_text())
+    assert "verdict: OK" in out and str(circuit / VALIDATION_FILE) in out
+    saved = json.loads((circuit / VALIDATION_FILE).read_text())
     assert saved["settings"]["controls"] == ["random_circuits", "activation_agreement"]
     assert len(saved["controls"]["random_circuits"]["losses"]) == 3
 
-    code = main(["validate", "--circuit", str(planted_dir / "circuit"), "--controls", "none", "--json",
+    code = main(["validate", "--circuit", str(circuit), "--controls", "none", "--json",
                  "--no-progress"])
     assert code == 0
     assert json.loads(capsys.readouterr().out)["verdict"]["status"] == "ok"
+    assert json.loads((circuit / VALIDATION_FILE).read_text()) == saved  # the richer run is kept
+    assert (circuit / "validation-none.json").is_file()
 
 
 def test_cli_validate_bad_input(planted_dir, tmp_path, capsys):
