@@ -400,8 +400,11 @@ def test_sigint_keeps_the_last_checkpoint_and_says_how_to_resume(small_corpus_di
     argv = [sys.executable, "-m", "sparsecircuits.cli", "train", "--config", "tiny-sparse", "--data",
             str(small_corpus_dir), "--out", str(out), "--no-progress", "train.steps=100000",
             "train.checkpoint_every=5", "train.eval_every=0"]
+    # (a shell without job control starts background jobs with SIGINT ignored, and Python
+    # keeps an ignored SIGINT ignored: give the child the default, as a terminal would)
     proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            env={**os.environ, "OMP_NUM_THREADS": "1"})
+                            env={**os.environ, "OMP_NUM_THREADS": "1"},
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     try:
         deadline = time.monotonic() + 120
         while not (out / "state" / "step-00000005").is_dir() and proc.poll() is None:
