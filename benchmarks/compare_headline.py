@@ -24,10 +24,7 @@ def recompute(folder: Path) -> tuple[dict, dict]:
     """(the summary, its comparison by today's rule)."""
     summary = json.loads((folder / demo.SUMMARY_FILE).read_text(encoding="utf-8"))
     for c in summary["circuits"]:
-        verdict = ValidationReport.load(c["circuit"]).verdict
-        sufficiency = verdict.check("sufficiency")
-        c["sufficient"] = bool(sufficiency and sufficiency.passed)
-        c["failed_checks"] = [check.name for check in verdict.checks if not check.passed]
+        c.update(demo.verdict_fields(ValidationReport.load(c["circuit"]).verdict))
     solved = {kind: {t: r["solved"] for t, r in ev.items()} for kind, ev in summary["evaluation"].items()}
     return summary, demo.compare(summary["circuits"], summary["pruned_tasks"], solved)
 

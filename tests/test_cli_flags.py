@@ -8,9 +8,9 @@ from dataclasses import fields
 
 import pytest
 
+from sparsecircuits import outputs
 from sparsecircuits.cli import (
     build_parser,
-    common,
     demo,
     main,
     model,
@@ -114,10 +114,10 @@ def test_names_spelled_torch_free_equal_the_library_constants() -> None:
     from sparsecircuits.validate import controls
     from sparsecircuits.validate.pipeline import VALIDATION_FILE
 
-    assert common.CHECKPOINT.markers == (CONFIG_FILE, WEIGHTS_FILE)
-    assert common.TRAINING_RUN_FILES == (RUN_CONFIG_FILE, STATE_DIR)
-    assert common.CIRCUIT.markers == (CIRCUIT_FILE,)
-    assert common.REFERENCE.markers == (REF_CONFIG_FILE, REF_WEIGHTS_FILE)
+    assert outputs.CHECKPOINT.markers == (CONFIG_FILE, WEIGHTS_FILE)
+    assert outputs.TRAINING_RUN_FILES == (RUN_CONFIG_FILE, STATE_DIR)
+    assert outputs.CIRCUIT.markers == (CIRCUIT_FILE,)
+    assert outputs.REFERENCE.markers == (REF_CONFIG_FILE, REF_WEIGHTS_FILE)
     assert sorted(model.BIGRAM_DTYPES) == sorted(HALF_DTYPES)
     assert prune.ABLATIONS == ABLATIONS
     assert prune.METHODS == tuple(METHODS) and prune.TIE_BREAKS == TIE_BREAKS

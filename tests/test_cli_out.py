@@ -12,9 +12,10 @@ import torch
 
 from sparsecircuits.checkpoint import load_checkpoint, save_checkpoint
 from sparsecircuits.cli import main
-from sparsecircuits.cli.common import CHECKPOINT, CIRCUIT, CORPUS, FILE, check_out, resolve_device
+from sparsecircuits.cli.common import resolve_device
 from sparsecircuits.errors import InputError
 from sparsecircuits.model import ModelConfig, SparseTransformer
+from sparsecircuits.outputs import CHECKPOINT, CIRCUIT, CORPUS, FILE, check_out
 
 FIXTURE = Path(__file__).parent / "fixtures" / "openai_ckpt_basic"
 

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import argparse
 
-from sparsecircuits.cli.common import CORPUS, add_command, add_force, add_group, check_out
+from sparsecircuits.cli.common import add_command, add_force, add_group
 from sparsecircuits.data.sources import DEFAULT_MAX_FILE_BYTES  # torch-free
+from sparsecircuits.outputs import CORPUS, check_out
 
 SOURCE_HELP = """\
 where text comes from; repeat to combine (default: stdlib). Forms:

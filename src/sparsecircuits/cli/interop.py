@@ -5,15 +5,8 @@ from __future__ import annotations
 import argparse
 import sys
 
-from sparsecircuits.cli.common import (
-    CHECKPOINT,
-    MODEL_HELP,
-    REFERENCE,
-    add_command,
-    add_force,
-    check_out,
-    model_path,
-)
+from sparsecircuits.cli.common import MODEL_HELP, add_command, add_force, model_path
+from sparsecircuits.outputs import CHECKPOINT, REFERENCE, check_out
 
 
 def _import(args: argparse.Namespace) -> int:

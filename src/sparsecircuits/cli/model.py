@@ -6,16 +6,9 @@ import argparse
 import json
 from typing import TYPE_CHECKING
 
-from sparsecircuits.cli.common import (
-    CHECKPOINT,
-    MODEL_HELP,
-    add_command,
-    add_force,
-    add_group,
-    check_out,
-    model_path,
-)
+from sparsecircuits.cli.common import MODEL_HELP, add_command, add_force, add_group, model_path
 from sparsecircuits.errors import InputError
+from sparsecircuits.outputs import CHECKPOINT, check_out
 
 if TYPE_CHECKING:
     from sparsecircuits.checkpoint import Checkpoint

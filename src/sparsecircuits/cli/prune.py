@@ -14,18 +14,17 @@ from dataclasses import dataclass
 from typing import Any
 
 from sparsecircuits.cli.common import (
-    CIRCUIT,
     add_command,
     add_device,
     add_force,
     add_model,
     add_task,
-    check_out,
     model_path,
     resolve_device,
     resolve_task,
 )
 from sparsecircuits.errors import InputError
+from sparsecircuits.outputs import CIRCUIT, check_out
 
 ABLATIONS = ("mean", "zero", "task_mean")  # prune.ablation.ABLATIONS, spelled torch-free
 METHODS = ("masks", "attribution", "attribution_ig", "acdc")  # prune.methods.METHODS, torch-free

@@ -8,17 +8,16 @@ from pathlib import Path
 from typing import Any
 
 from sparsecircuits.cli.common import (
-    FILE,
     MODEL_HELP,
     add_command,
     add_device,
     add_force,
-    check_out,
     model_path,
     positive_int,
     resolve_device,
 )
 from sparsecircuits.errors import InputError
+from sparsecircuits.outputs import FILE, check_out
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:

@@ -9,7 +9,6 @@ from pathlib import Path
 from typing import Any
 
 from sparsecircuits.cli.common import (
-    FILE,
     MODEL_HELP,
     TASK_HELP,
     add_alias,
@@ -18,7 +17,6 @@ from sparsecircuits.cli.common import (
     add_force,
     add_group,
     add_model,
-    check_out,
     count,
     model_path,
     positive_float,
@@ -27,6 +25,7 @@ from sparsecircuits.cli.common import (
     resolve_task,
 )
 from sparsecircuits.errors import InputError
+from sparsecircuits.outputs import FILE, check_out
 
 PROMPT_TAIL = 70  # characters of a prompt's end shown by `tasks eval --worst`
 SPLITS = ("train", "test", "all")  # tasks.base.SPLITS, spelled torch-free for --help

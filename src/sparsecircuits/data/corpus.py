@@ -40,7 +40,6 @@ from sparsecircuits.data.sources import (
     parse_source,
     source_root,
 )
-from sparsecircuits.data.staging import check_out_dir
 from sparsecircuits.data.tokenizer import (
     eot_id,
     load_tokenizer,
@@ -50,6 +49,7 @@ from sparsecircuits.data.tokenizer import (
 from sparsecircuits.data.tokenizer import vocab_size as tokenizer_vocab_size
 from sparsecircuits.errors import InputError
 from sparsecircuits.jsonio import read_json
+from sparsecircuits.outputs import CORPUS, check_out
 
 # The format of the sources identity (format, settings, sources, files), which the sources
 # hash covers; unchanged since the corpus hash also covers the tokenizer and the shards.
@@ -339,7 +339,7 @@ def build_corpus(
     corpus folder (or empty)."""
     _validate_args(vocab_size, val_fraction, max_files, max_mb, max_file_bytes)
     out_dir = Path(out_dir)
-    check_out_dir(out_dir, overwrite)
+    check_out(out_dir, CORPUS, overwrite)
     for stale in remove_orphans(out_dir.parent):
         if progress:
             print(f"removed {stale}, the temp folder of a build that was killed", file=sys.stderr)

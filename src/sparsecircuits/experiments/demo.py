@@ -251,11 +251,18 @@ def circuit_for(model: DemoModel, task: Task, folder: Path, reports: Path, cfg: 
         "losses": circuit.losses.to_dict(),
         "verdict": report.verdict.status,
         "reasons": list(report.verdict.reasons),
-        "failed_checks": [c.name for c in report.verdict.checks if not c.passed],
-        "sufficient": bool(report.verdict.check("sufficiency") and report.verdict.check("sufficiency").passed),
+        **verdict_fields(report.verdict),
         "seconds": seconds,
         "index_entry": index_entry(data, f"reports/{page.name}", f"{task.name} ({model.kind})"),
     }
+
+
+def verdict_fields(verdict: Any) -> dict[str, Any]:
+    """What the summary and the headline read of a circuit's Verdict: the failed checks and
+    whether it passes sufficiency on held-out pairs."""
+    sufficiency = verdict.check("sufficiency")
+    return {"failed_checks": [c.name for c in verdict.checks if not c.passed],
+            "sufficient": bool(sufficiency and sufficiency.passed)}
 
 
 @dataclass(frozen=True)
