@@ -45,16 +45,37 @@ def _saving(out: Path) -> bool:
     return state.is_dir() and any(".tmp-" in p.name for p in state.iterdir())
 
 
-def _kill_once(argv: list[str], out: Path, rng: random.Random, during_save: bool) -> str | None:
-    """Start `argv`; kill -9 it at a random moment (or as soon as it writes a state).
-    Returns where it was killed ("save" or "step"), None when it finished first."""
+def _logged_step(out: Path) -> int:
+    """The last step metrics.jsonl holds (0 before the first row; a row being written is skipped)."""
+    try:
+        lines = (out / "metrics.jsonl").read_text().splitlines()
+    except OSError:
+        return 0
+    steps = [0]
+    for line in lines:
+        try:
+            steps.append(int(json.loads(line)["step"]))
+        except (ValueError, KeyError):
+            continue
+    return max(steps)
+
+
+def _kill_once(argv: list[str], out: Path, rng: random.Random, during_save: bool, log_every: int) -> str | None:
+    """Start `argv`; kill -9 it at a random moment: a random step after the one it resumes
+    from, plus up to 50 ms (or, with `during_save`, as soon as it writes a state). The moment
+    is counted in the run's own steps, so it lands before the end on a fast machine as on a
+    slow one. Returns where it was killed ("save" or "step"), None when it finished first."""
+    later = [s for s in range(log_every, STEPS, log_every) if s > _logged_step(out)]
+    target = rng.choice(later) if later else STEPS
     proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=_env())
     try:
-        deadline = time.monotonic() + (120 if during_save else rng.uniform(2.0, 6.0))
+        deadline = time.monotonic() + 120
         while proc.poll() is None and time.monotonic() < deadline:
-            if during_save and _saving(out):
+            if (_saving(out) if during_save else _logged_step(out) >= target):
                 break
             time.sleep(0.002)
+        if not during_save:
+            time.sleep(rng.uniform(0.0, 0.05))
         if proc.poll() is not None:
             return None
         where = "save" if _saving(out) else "step"
@@ -88,7 +109,7 @@ def test_a_run_killed_again_and_again_ends_as_if_never_killed(every: tuple[int, 
     for attempt in range(KILLS):
         started = (killed / "state").is_dir() and any((killed / "state").glob("step-*"))
         argv = _argv(small_corpus_dir, killed, every, resume=started)
-        where = _kill_once(argv, killed, rng, during_save=attempt % 2 == 1)  # (its lock is taken over)
+        where = _kill_once(argv, killed, rng, attempt % 2 == 1, every[1])  # (its lock is taken over)
         kills += [where] if where else []
     started = (killed / "state").is_dir() and any((killed / "state").glob("step-*"))
     done = subprocess.run(_argv(small_corpus_dir, killed, every, resume=started), env=_env(),
