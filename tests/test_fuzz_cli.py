@@ -32,7 +32,8 @@ BUNDLED = resolve_model_spec("bundled:small-sparse")
 
 
 def _copy(src: Path, bad: Path) -> Path:
-    shutil.copytree(src, bad)
+    """A copy of `src` to break, without a run's resumable state (no command here reads it)."""
+    shutil.copytree(src, bad, ignore=shutil.ignore_patterns("state"))
     return bad
 
 
