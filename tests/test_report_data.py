@@ -53,6 +53,7 @@ def setup(tmp_path_factory, small_corpus_dir, stdlib_tokenizer):
         residual_links=residual_links(model, nodes), embed_links=embed_links(model, nodes, prompt_tokens),
         unembed_links=unembed_links(model, nodes, answers),
         curve=[{"k": 1, "loss": 0.69}, {"k": 10, "loss": 0.4}, {"k": 48, "loss": 0.2}],
+        masks={h: torch.rand(node_width(model, h), generator=gen) for h in all_node_hooks(model)},
     )
     folder = circuit.save(root / "run" / "circuits" / "quote")
     return model, stdlib_tokenizer, small_corpus_dir, circuit, folder
@@ -66,7 +67,9 @@ def test_without_model_the_page_still_has_the_graph(setup):
     assert {n["id"] for n in data["nodes"]} == set(circuit.node_ids())
     q = next(n for n in data["nodes"] if n["alias"] == "attn_q")
     assert (q["head"], q["channel"]) == divmod(q["index"], 16)  # config read from the recorded model path
-    assert all(n["delta_loss"] is None and n["snippets"] is None for n in data["nodes"])
+    assert all(n["delta_loss"] is None and n["snippet_groups"] is None and n["token_acts"] is None
+               for n in data["nodes"])
+    assert data["attention"] is None and data["curve_full"] is None
     assert data["validation"] is None and data["examples"] == []
     ids = {n["id"] for n in data["nodes"]} | {t["id"] for t in data["terminals"]}
     for link in data["terminal_links"] + data["residual_links"]:
@@ -79,7 +82,7 @@ def test_with_model_every_node_gets_its_details(setup):
     model, tok, corpus, circuit, folder = setup
     (folder / "validation.json").write_text(json.dumps({"verdict": {"status": "ok", "reasons": []}}))
     try:
-        data = build_report_data(folder, model, tok, corpus, n_pairs=6, n_windows=8, window=32)
+        data = build_report_data(folder, model, tok, corpus, n_pairs=6, snippet_tokens=256, window=32)
     finally:
         (folder / "validation.json").unlink()
     assert data["validation"]["verdict"]["status"] == "ok"
@@ -113,10 +116,80 @@ def test_with_model_every_node_gets_its_details(setup):
     ex = data["examples"][0]
     assert "".join(ex["a_tokens"]) == pairs[0].pair.prompt and ex["target"] == decode(tok, [pairs[0].target_id])
     assert 0.0 <= ex["a_probs"]["full"] <= 1.0 and "circuit" in ex["a_probs"]
-    snippets = [s for n in data["nodes"] for s in n["snippets"]]
-    assert snippets and all(len(s["tokens"]) == len(s["acts"]) <= 25 for s in snippets)
-    assert all(abs(s["acts"][s["focus"]]) == pytest.approx(max(abs(a) for a in s["acts"]), abs=1e-4) for s in snippets)
     assert data["terminals"] and all(t["label"] for t in data["terminals"])
+    _check_token_acts(data, model, batch)
+    _check_snippets(data, model, corpus)
+    _check_attention(data, model, batch)
+    _check_whole_curve(data, model, batch)
+
+
+def _check_token_acts(data, model, batch) -> None:
+    """Every token's activation of the example prompts, and the class means aligned at the
+    last token, are those of an independent full-model run."""
+    n = len(batch) // 2
+    node = data["nodes"][5]
+    _, cache = model.run_with_cache(batch.tokens, names_filter=[node["hook"]])
+    act = cache[node["hook"]].flatten(2)[:, :, node["index"]]
+    length = int(batch.last_pos[0]) + 1
+    assert node["token_acts"]["full"]["a"][0] == pytest.approx(act[0, :length].tolist(), abs=1e-3)
+    assert len(node["token_acts"]["circuit"]["b"][1]) == int(batch.last_pos[n + 1]) + 1
+    last_a = act[torch.arange(n), batch.last_pos[:n]].mean()
+    assert node["class_acts"]["full"]["a"][-1] == pytest.approx(float(last_a), abs=1e-3)
+    assert data["class_positions"]["labels"][-1] == "last"
+    assert len(data["class_positions"]["labels"]) == len(node["class_acts"]["full"]["b"]) == int(batch.last_pos.min()) + 1
+
+
+def _check_snippets(data, model, corpus) -> None:
+    """Snippet groups: top/bottom are the extremes of the sample, each quantile group's value
+    splits the sample at its quantile, and every snippet's focus token has that value."""
+    from sparsecircuits.report.snippets import SNIPPET_GROUPS, stream_windows
+
+    windows = stream_windows(corpus, 256, 32)
+    for node in data["nodes"][::9]:
+        _, cache = model.run_with_cache(windows, names_filter=[node["hook"]])
+        acts = cache[node["hook"]].flatten(2)[:, :, node["index"]].flatten().half().float()
+        groups = node["snippet_groups"]
+        assert [g["label"] for g in groups] == [label for label, _ in SNIPPET_GROUPS]
+        assert groups[0]["value"] == pytest.approx(float(acts.max()), abs=1e-3)
+        assert groups[-1]["value"] == pytest.approx(float(acts.min()), abs=1e-3)
+        for g in groups:
+            below, at_most = float((acts < g["value"] - 1e-4).float().mean()), float((acts <= g["value"] + 1e-4).float().mean())
+            assert below <= g["quantile"] + 1 / len(acts) and at_most >= g["quantile"] - 1 / len(acts), g["label"]
+            assert g["snippets"] and all(len(s["tokens"]) == len(s["acts"]) <= 25 for s in g["snippets"])
+            assert all(s["acts"][s["focus"]] == pytest.approx(s["value"], abs=1e-3) for s in g["snippets"])
+        assert node["act_stats"]["n_tokens"] == len(acts)
+        assert 0.0 <= node["act_stats"]["fraction_nonzero"] <= 1.0
+
+
+def _check_attention(data, model, batch) -> None:
+    """Patterns are causal, rows sum to at most one, the circuit's heads come first, and the
+    full model's pattern is that of an independent run."""
+    att = data["attention"]
+    heads = att["heads"]
+    assert len(heads) == model.cfg.n_layer * model.cfg.n_head
+    flags = [h["in_circuit"] for h in heads]
+    assert flags == sorted(flags, reverse=True) and any(flags)
+    _, cache = model.run_with_cache(batch.tokens, names_filter=["blocks.1.attn.hook_pattern"])
+    head = next(h for h in heads if (h["layer"], h["head"]) == (1, 1))
+    length = len(att["prompts"][0]["tokens"])
+    expect = cache["blocks.1.attn.hook_pattern"][0, 1, :length, :length]
+    assert torch.allclose(torch.tensor(head["full"][0]), expect, atol=1e-3)
+    for h in heads:
+        for pattern in h["full"] + h["circuit"]:
+            rows = torch.tensor(pattern)
+            assert torch.all(rows.sum(-1) <= 1 + 5e-4 * rows.shape[-1]) and torch.all(rows.triu(1) == 0)  # 3 decimals
+
+
+def _check_whole_curve(data, model, batch) -> None:
+    """The whole-range curve runs from one node to every scored node, where it is the full
+    model's loss."""
+    curve = data["curve_full"]
+    ks = [p["k"] for p in curve]
+    assert ks == sorted(set(ks)) and ks[0] == 1 and ks[-1] == data["circuit"]["n_total_nodes"]
+    assert data["circuit"]["n_nodes"] in ks
+    with torch.no_grad():
+        full = float(task_loss(model(batch.tokens), batch))
+    assert curve[-1]["loss"] == pytest.approx(full, abs=1e-4)
 
 
 @pytest.mark.parametrize("freeze", [False, True])
@@ -182,7 +255,7 @@ def test_cli_circuit_run_and_errors(setup, tmp_path, capsys):
     assert '"kind":"circuit"' in page and (tmp_path / "p" / "loss_vs_k.svg").is_file()
     blob = json.loads(page.split('id="data">', 1)[1].split("</script>", 1)[0])
     assert all(isinstance(n["delta_loss"], float) and math.isfinite(n["delta_loss"]) for n in blob["nodes"])
-    assert all(n["snippets"] is not None for n in blob["nodes"])  # corpus found through training.json
+    assert all(n["snippet_groups"] is not None for n in blob["nodes"])  # corpus found through training.json
     run_out = tmp_path / "run.html"
     assert main(["report", "--run", str(folder.parent.parent), "--out", str(run_out), "--no-model"]) == 0
     blob = json.loads(run_out.read_text().split('id="data">', 1)[1].split("</script>", 1)[0])
@@ -202,6 +275,6 @@ def test_a_checkpoint_brings_tokenizer_corpus_and_losses(setup):
 
     model, _, _, circuit, _ = setup
     ckpt = load_checkpoint(circuit.model["path"])
-    data = build_report_data(circuit, ckpt, n_pairs=4, n_windows=4)
-    assert data["examples"] and all(n["snippets"] is not None for n in data["nodes"])
+    data = build_report_data(circuit, ckpt, n_pairs=4, snippet_tokens=256)
+    assert data["examples"] and all(n["snippet_groups"] is not None for n in data["nodes"])
     assert data["model"]["val_loss"] == 4.5

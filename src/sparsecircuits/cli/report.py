@@ -51,6 +51,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="corpus folder for snippets and mean ablation values (default: the model's)")
     p.add_argument("--plots", metavar="DIR", help="also write PNG and SVG plots to DIR (default: no plots)")
     p.add_argument("--pairs", type=positive_int, default=32, metavar="N", help="task pairs for per-node details")
+    p.add_argument("--snippet-tokens", type=positive_int, default=131_072, metavar="N",
+                   help="validation tokens whose activations give each node's snippets at quantiles "
+                        "(default: 131072, or the whole split when it is shorter)")
+    p.add_argument("--no-progress", action="store_true", help="hide progress bars")
     p.set_defaults(func=_run)
 
 
@@ -86,24 +90,26 @@ class _Models:
         return self.loaded[path]
 
 
-def _circuit_data(folder: Path, models: _Models, pairs: int) -> dict[str, Any]:
+def _circuit_data(folder: Path, models: _Models, args: argparse.Namespace) -> dict[str, Any]:
     from sparsecircuits.circuits import Circuit
     from sparsecircuits.report.data import build_report_data, load_validation
 
     circuit = Circuit.load(folder)
     model, tokenizer, shards, training = models.for_circuit(circuit.model)
-    return build_report_data(circuit, model, tokenizer, shards, load_validation(folder),
-                             training=training, n_pairs=pairs)
+    return build_report_data(circuit, model, tokenizer, shards, load_validation(folder), training=training,
+                             n_pairs=args.pairs, snippet_tokens=args.snippet_tokens, progress=not args.no_progress)
 
 
 def _write_circuits(folders: list[Path], out: Path, models: _Models, args: argparse.Namespace) -> list[dict[str, Any]]:
     """Write one report per circuit folder beside `out`; returns the index entries."""
+    from tqdm.auto import tqdm
+
     from sparsecircuits.report.html import index_entry, write_report
     from sparsecircuits.report.plots import plot_curve
 
     entries = []
-    for folder in folders:
-        data = _circuit_data(folder, models, args.pairs)
+    for folder in tqdm(folders, desc="circuit reports", unit="report", disable=args.no_progress or len(folders) < 2):
+        data = _circuit_data(folder, models, args)
         page = write_report(data, out.parent / f"circuit-{folder.name}.html")
         print(f"wrote {page}", file=sys.stderr)
         if args.plots and data["curve"]:
@@ -124,7 +130,7 @@ def _run(args: argparse.Namespace) -> int:
     models = _Models(args)
     written = [out]
     if args.circuit:
-        data = _circuit_data(Path(args.circuit), models, args.pairs)
+        data = _circuit_data(Path(args.circuit), models, args)
         write_report(data, out)
         if args.plots and data["curve"]:
             written += plot_curve(args.circuit, args.plots)
@@ -148,6 +154,7 @@ def _run(args: argparse.Namespace) -> int:
         write_report(build_run_data(run, entries), out)
         if args.plots:
             written += plot_training(run, args.plots)
+    print(f"wrote {written[0]} (open it in a browser; it needs no network)", file=sys.stderr)
     for path in written:
         print(path)
     return 0

@@ -24,6 +24,7 @@ from sparsecircuits.jsonio import read_json, read_text
 from sparsecircuits.model import ModelConfig, SparseTransformer
 from sparsecircuits.model.locations import get_location, hook_location, node_locations
 from sparsecircuits.report.html import REPORT_FORMAT, index_entry
+from sparsecircuits.validate.records import Check
 
 VALIDATION_FILE = "validation.json"
 METRICS_FILE = "metrics.jsonl"
@@ -50,9 +51,35 @@ def _node_records(nodes: Mapping[str, Sequence[int]], cfg: ModelConfig | None) -
             records.append({
                 "id": node_id(hook, index), "hook": hook, "alias": alias, "role": role, "layer": layer, "index": int(index),
                 "head": head, "channel": channel, "ablation_value": None, "delta_loss": None,
-                "acts": None, "snippets": None,
+                "acts": None, "token_acts": None, "class_acts": None, "snippet_groups": None,
+                "act_stats": None, "agreement": None,
             })
     return records
+
+
+def _with_agreement(nodes: list[dict[str, Any]], validation: Mapping[str, Any] | None) -> None:
+    """Each node's activation agreement from the validation's control, when it ran; layer-0
+    attn_in nodes read the embedding, which no circuit ablates, so theirs is 1 trivially."""
+    controls = (validation or {}).get("controls") or {}
+    per_node = (controls.get("activation_agreement") or {}).get("per_node") or []
+    corr = {p["node"]: p["corr"] for p in per_node if isinstance(p, Mapping) and "node" in p}
+    for n in nodes:
+        n["agreement"] = corr.get(n["id"])
+        n["agreement_trivial"] = n["layer"] == 0 and n["alias"] == "attn_in"
+
+
+def _validation_record(validation: Mapping[str, Any] | None) -> dict[str, Any] | None:
+    """The validation as the page shows it: every check with its pass direction and meaning
+    (files written before checks carried them get them from the table)."""
+    if validation is None:
+        return None
+    record = dict(validation)
+    verdict = record.get("verdict")
+    if isinstance(verdict, Mapping) and isinstance(verdict.get("checks"), list):
+        checks = [Check.from_dict(c).to_dict() if isinstance(c, Mapping) and "name" in c and "passed" in c else c
+                  for c in verdict["checks"]]
+        record["verdict"] = {**verdict, "checks": checks}
+    return record
 
 
 def _token_label(tokenizer: Any | None) -> Callable[[int], str]:
@@ -146,12 +173,13 @@ def build_report_data(
     training: Mapping[str, Any] | None = None,
     n_pairs: int = 32,
     n_examples: int = 4,
-    n_windows: int = 64,
+    snippet_tokens: int = 131_072,
     window: int = 64,
     n_snippets: int = 5,
     radius: int = 12,
     seed: int = 0,
     title: str | None = None,
+    progress: bool = False,
 ) -> dict[str, Any]:
     """The JSON-ready data of one circuit's report.
 
@@ -159,8 +187,10 @@ def build_report_data(
     content of a circuit.json. With `model` (checked against the circuit's fingerprint; a
     `Checkpoint` brings its tokenizer, corpus and training record) and
     `tokenizer`, task examples and per-node details are computed on `n_pairs` test pairs;
-    with `shards` (a corpus folder or TokenShards) as well, the top `n_snippets` snippets of
-    +-`radius` tokens come from `n_windows` validation windows of `window` tokens.
+    with `shards` (a corpus folder or TokenShards) as well, each node gets `n_snippets`
+    snippets of +-`radius` tokens at each of its activation quantiles, from a sample of
+    about `snippet_tokens` validation tokens in windows of `window` (with a progress bar
+    when `progress`).
     """
     if isinstance(circuit, (str, Path)):
         if validation is None:
@@ -176,6 +206,7 @@ def build_report_data(
         circuit.check_against(model)
     cfg = model.cfg if model is not None else _config_from_path(circuit)
     nodes = _node_records(circuit.nodes, cfg)
+    _with_agreement(nodes, validation)
     links = display_links(circuit, nodes, tokenizer)
     task = circuit.task.to_dict()
     data: dict[str, Any] = {
@@ -206,7 +237,10 @@ def build_report_data(
         "residual_links": links["residual_links"],
         "examples": [],
         "curve": [{"k": c["k"], "loss": c["loss"]} for c in circuit.curve],
-        "validation": dict(validation) if validation is not None else None,
+        "curve_full": None,
+        "attention": None,
+        "class_positions": None,
+        "validation": _validation_record(validation),
         "model": model_card(model, circuit.model.get("path"), training, circuit.model.get("fingerprint")),
         "notes": links["notes"],
     }
@@ -214,7 +248,8 @@ def build_report_data(
         from sparsecircuits.report.nodes import add_model_details
 
         add_model_details(data, circuit, model, tokenizer, shards, n_pairs=n_pairs, n_examples=n_examples,
-                          n_windows=n_windows, window=window, n_snippets=n_snippets, radius=radius, seed=seed)
+                          snippet_tokens=snippet_tokens, window=window, n_snippets=n_snippets, radius=radius,
+                          seed=seed, progress=progress)
     return data
 
 

@@ -1,5 +1,7 @@
 """Per-node details of a report that need the model: ablation values, single-node removal,
-activations on task pairs, top-activating snippets and tokenized task examples.
+activations on task pairs (last token, every token, class means), attention patterns,
+the whole-range loss curve, pretraining snippets at activation quantiles and tokenized
+task examples.
 
 Everything goes through the same pieces as pruning and validation (`circuit_ablation_values`,
 the hook interventions of `model.interventions`, frozen norms for
@@ -11,20 +13,24 @@ the one the minimality pass records.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 
 from sparsecircuits.circuits import Circuit
-from sparsecircuits.data.shards import TokenShards, sample_batch
 from sparsecircuits.data.tokenizer import decode
 from sparsecircuits.errors import InputError
 from sparsecircuits.model import SparseTransformer
 from sparsecircuits.model.interventions import intervened, record_norm_scales
 from sparsecircuits.prune.pipeline import circuit_ablation_values
 from sparsecircuits.prune.removal import removal_losses
+from sparsecircuits.report.mechanisms import (
+    add_token_acts,
+    attention_view,
+    pattern_hook,
+    whole_curve,
+)
+from sparsecircuits.report.snippets import add_snippets
 from sparsecircuits.tasks import make_batch, p_correct, task_loss
 from sparsecircuits.tasks.loss import TaskBatch, check_fits
 from sparsecircuits.validate.pipeline import task_from_info
@@ -47,44 +53,6 @@ class _Tokens:
 def _last(cache: Mapping[str, torch.Tensor], hook: str, last_pos: torch.Tensor) -> torch.Tensor:
     act = cache[hook].flatten(2)
     return act[torch.arange(act.shape[0]), last_pos]
-
-
-def _snippets(model: SparseTransformer, nodes: list[dict[str, Any]], windows: torch.Tensor, token: _Tokens,
-              n_snippets: int, radius: int) -> None:
-    hooks = sorted({n["hook"] for n in nodes})
-    _, cache = model.run_with_cache(windows, names_filter=hooks)
-    for n in nodes:
-        act = cache[n["hook"]].flatten(2)[:, :, n["index"]]  # [N, T]
-        peak, where = act.abs().max(dim=1)
-        snippets, seen = [], set()
-        for w in torch.argsort(peak, descending=True).tolist():
-            if float(peak[w]) == 0.0 or len(snippets) == n_snippets:
-                break
-            t = int(where[w])
-            key = tuple(windows[w, max(0, t - 4) : t + 1].tolist())
-            if key in seen:  # overlapping windows can show the same text twice
-                continue
-            seen.add(key)
-            lo, hi = max(0, t - radius), min(windows.shape[1], t + radius + 1)
-            snippets.append({
-                "tokens": [token(i) for i in windows[w, lo:hi].tolist()],
-                "acts": [round(float(a), 5) for a in act[w, lo:hi]],
-                "focus": t - lo,
-                "max": float(act[w, t]),
-            })
-        n["snippets"] = snippets
-
-
-def window_tokens(shards: Any, n_windows: int, window: int, seed: int) -> torch.Tensor:
-    """A fixed, seeded [n, window] batch of validation tokens from a corpus folder or TokenShards."""
-    if isinstance(shards, (str, Path)):
-        shards = TokenShards.open(shards)
-    val = np.asarray(shards.val)
-    window = min(window, len(val) - 2)
-    if window < 2:
-        raise InputError(f"token shards {shards.path}: the validation split is too short for snippets; rebuild the corpus")
-    x, _ = sample_batch(val, n_windows, window, np.random.default_rng(seed))
-    return x.long()
 
 
 def _circuit_details(
@@ -116,7 +84,8 @@ def _circuit_details(
 def _node_acts(nodes: list[dict[str, Any]], caches: Mapping[str, Mapping[str, torch.Tensor]],
                last_pos: torch.Tensor, n: int) -> None:
     """Each node's activation at the last prompt position of the A and B prompts, per run."""
-    lasts = {name: {h: _last(cache, h, last_pos) for h in cache} for name, cache in caches.items() if cache}
+    hooks = {node["hook"] for node in nodes}
+    lasts = {name: {h: _last(cache, h, last_pos) for h in hooks} for name, cache in caches.items() if cache}
     for node in nodes:
         acts = {}
         for name, last in lasts.items():
@@ -150,12 +119,13 @@ def add_model_details(
     *,
     n_pairs: int,
     n_examples: int,
-    n_windows: int,
+    snippet_tokens: int,
     window: int,
     n_snippets: int,
     radius: int,
     seed: int,
     max_removal_nodes: int = 600,
+    progress: bool = False,
 ) -> None:
     """Fill in `data` (from `build_report_data`) with everything that needs the model.
 
@@ -170,7 +140,7 @@ def add_model_details(
     pairs = task.generate(tokenizer, n_pairs, seed=seed, split="test")
     check_fits(model, pairs, task.name)
     batch = make_batch(pairs)
-    hooks = sorted({node["hook"] for node in nodes})
+    hooks = sorted({node["hook"] for node in nodes} | {pattern_hook(layer) for layer in range(model.cfg.n_layer)})
     full_logits, full_cache = model.run_with_cache(batch.tokens, names_filter=hooks)
     try:
         values = circuit_ablation_values(model, circuit, tokenizer, task, data=shards)
@@ -180,8 +150,17 @@ def add_model_details(
     p_circ, circ_cache = None, {}
     if values is not None:
         p_circ, circ_cache = _circuit_details(data, circuit, model, batch, values, hooks, max_removal_nodes)
-    _node_acts(nodes, {"full": full_cache, "circuit": circ_cache}, batch.last_pos, len(pairs))
+        if circuit.masks:
+            data["curve_full"] = whole_curve(model, circuit.masks, batch, values,
+                                             bool(circuit.pruning.get("freeze_norms")), [circuit.n_nodes])
+            data["curve_full_pairs"] = f"{len(pairs)} test pairs (the report's)"
+            data["circuit"]["n_total_nodes"] = sum(t.numel() for t in circuit.masks.values())
+    caches = {"full": full_cache, "circuit": circ_cache}
+    _node_acts(nodes, caches, batch.last_pos, len(pairs))
+    data["class_positions"] = add_token_acts(nodes, caches, batch, n_examples)
+    data["attention"] = attention_view(model, nodes, caches, batch, token)
+    data["notes"] += data["attention"].pop("notes")
     data["examples"] += _examples(pairs[:n_examples], p_correct(full_logits, batch), p_circ, token)
     if shards is not None:
-        windows = window_tokens(shards, n_windows, min(window, model.cfg.n_ctx), seed)
-        _snippets(model, nodes, windows, token, n_snippets, radius)
+        add_snippets(model, nodes, shards, token, n_tokens=snippet_tokens, window=window, n_snippets=n_snippets,
+                     radius=radius, progress=progress)

@@ -1,7 +1,7 @@
 """The typed records of validation.json: one `Check` per verdict rule and the `Verdict`.
 
-Both serialize to exactly the JSON this library has always written (docs/validation.md)
-and read it back, so validation files of earlier versions load."""
+Both serialize to the JSON of docs/validation.md and read it back; validation files of
+earlier versions (checks without `direction` and `meaning`) load too."""
 
 from __future__ import annotations
 
@@ -10,6 +10,24 @@ from dataclasses import dataclass, field
 from typing import Any
 
 STATUSES = ("ok", "suspect", "insufficient")
+
+# the verdict's checks: name -> (how the value must compare with the threshold to pass,
+# what the value measures); docs/validation.md explains each at length
+CHECK_RULES: dict[str, tuple[str, str]] = {
+    "sufficiency": ("<=", "the circuit's own task loss on held-out pairs; the threshold is the target plus a margin"),
+    "necessity": (">=", "how far towards chance the full model's loss moves when only the circuit is ablated "
+                        "(1 = all the way; above 1: past chance)"),
+    "not_better_than_full": ("<=", "how much lower the circuit's loss is than the full model's (large: the "
+                                   "ablation values may be supplying the answer)"),
+    "random_circuits": ("<=", "the share of random node sets of the circuit's size that reach the target"),
+    "random_init": ("not reached or >", "the size, relative to this circuit, of one pruned from a randomly "
+                                        "initialized model to the same target"),
+    "nonsense_task": ("not reached or >", "the size, relative to this circuit, of one pruned for a task with "
+                                          "shuffled answers to the same target"),
+    "seeds": (">=", "the mean node-set Jaccard between this circuit and those pruned with other seeds"),
+    "activation_agreement": (">=", "the mean correlation, over task-prompt positions, of each node's activation "
+                                   "in the circuit with its activation in the full model"),
+}
 
 
 @dataclass(frozen=True)
@@ -23,10 +41,20 @@ class Check:
     threshold: Any
     reason: str
 
+    @property
+    def direction(self) -> str:
+        """How the value must compare with the threshold to pass ("" for an unknown check)."""
+        return CHECK_RULES.get(self.name, ("", ""))[0]
+
+    @property
+    def meaning(self) -> str:
+        """What the value measures, in one line ("" for an unknown check)."""
+        return CHECK_RULES.get(self.name, ("", ""))[1]
+
     def to_dict(self) -> dict[str, Any]:
-        """{"name", "passed", "value", "threshold", "reason"}."""
-        return {"name": self.name, "passed": self.passed, "value": self.value,
-                "threshold": self.threshold, "reason": self.reason}
+        """{"name", "passed", "value", "threshold", "direction", "meaning", "reason"}."""
+        return {"name": self.name, "passed": self.passed, "value": self.value, "threshold": self.threshold,
+                "direction": self.direction, "meaning": self.meaning, "reason": self.reason}
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> Check:
