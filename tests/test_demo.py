@@ -86,7 +86,7 @@ def use_bundle(request, monkeypatch, tmp_path):
 def test_reduced_demo_writes_parseable_outputs(use_bundle, tmp_path, capsys):
     out = tmp_path / "demo"
     args = ["demo", "--out", str(out), "--tasks", TASK, "--steps", "20", "--pairs", "8", "--report-pairs", "4",
-            "--eval-pairs", "8", "--controls", "random_circuits", "--no-progress"]
+            "--snippet-tokens", "4096", "--eval-pairs", "8", "--controls", "random_circuits", "--no-progress"]
     assert main(args) == 0
     printed = capsys.readouterr().out
     assert f"{TASK:<28} sparse" in printed and f"{TASK:<28} dense" in printed
@@ -122,6 +122,14 @@ def test_reduced_demo_writes_parseable_outputs(use_bundle, tmp_path, capsys):
         sufficiency = next(c for c in validation["verdict"]["checks"] if c["name"] == "sufficiency")
         assert row[f"{kind}_verdict"] == validation["verdict"]["status"]
         assert row[f"{kind}_sufficient"] == sufficiency["passed"] == by_kind[kind]["sufficient"]
+    # the side-by-side page: both circuits, their sizes as in summary.json, linked from the index
+    assert summary["compare_pages"] == {TASK: f"reports/{TASK}-compare.html"}
+    assert f'href="reports/{TASK}-compare.html"' in (out / "index.html").read_text(encoding="utf-8")
+    _, cdata = parse_page(out / "reports" / f"{TASK}-compare.html")
+    assert cdata["kind"] == "compare" and [s["label"] for s in cdata["sides"]] == ["sparse", "dense"]
+    for side in cdata["sides"]:
+        assert side["data"]["circuit"]["n_edges"] == by_kind[side["label"]]["n_edges"]
+        assert (out / "reports" / side["href"]).is_file()
     in_headline = summary["comparison"]["trusted"]["n_tasks"] == 1
     assert in_headline == (TASK not in summary["comparison"]["trusted"]["left_out"])
     for kind, card in summary["models"].items():

@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from sparsecircuits.report import render_index, write_report
+from sparsecircuits.report import index_entry, render_index, render_report, write_report
+from sparsecircuits.report.html import compare_page
 from test_report_html import EVIL, synthetic_report_data
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -113,7 +114,7 @@ def test_hostile_token_is_text_and_no_dialog_opens(report):
     assert p.page.title() == data["title"]
     assert EVIL in p.page.locator("#validation li").all_text_contents()[0]
     assert p.page.locator("#summary .notes li").all_text_contents() == [f"note {EVIL}"]
-    assert p.page.locator("#validation table").first.locator("td").nth(1).text_content() == "true"
+    assert p.page.locator('#validation tr[data-check="sufficiency"] td').first.text_content() == "pass"
     p.page.wait_for_timeout(200)
     assert p.dialogs == [] and p.errors == []
 
@@ -202,3 +203,310 @@ def test_readme_screenshot_script_opens_the_most_important_node(tmp_path):
     top = max((n for n in data["nodes"] if n["delta_loss"] is not None), key=lambda n: n["delta_loss"])
     assert out.strip() == f"{shot} (node {top['id']})"
     assert shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and shot.stat().st_size > 10_000
+
+
+# --- the viewer's views of mechanisms (synthetic data carrying every field) ---------------------
+
+PNG = b"\x89PNG\r\n\x1a\n"
+NEW_NODE_FIELDS = ("agreement", "agreement_trivial", "token_acts", "class_acts", "snippet_groups", "act_stats")
+WIDEST = """() => {
+  const w = window.innerWidth, bad = [];
+  for (const e of document.querySelectorAll('body *')) {
+    const r = e.getBoundingClientRect();
+    if (r.width > 0 && (r.right > w + 0.5 || r.left < -0.5)) { bad.push(e.tagName + '.' + e.getAttribute('class') + ' ' + Math.round(r.right)); }
+  }
+  return {scroll: document.documentElement.scrollWidth, bad: bad.slice(0, 8)};
+}"""
+RECTS = "els => els.map(e => { const r = e.getBoundingClientRect(); return [r.left, r.top, r.right, r.bottom]; })"
+
+
+def _open(browser, tmp_path, data, name="circuit.html") -> Page:
+    return Page(browser, write_report(data, tmp_path / name))
+
+
+def _overlap(a, b) -> bool:
+    return a[0] < b[2] - 0.5 and b[0] < a[2] - 0.5 and a[1] < b[3] - 0.5 and b[1] < a[3] - 0.5
+
+
+def _values(locator) -> list[float]:
+    return [float(v) for v in locator.evaluate_all("els => els.map(e => e.getAttribute('data-value'))")]
+
+
+def _node(data, pred):
+    return next(n for n in data["nodes"] if pred(n))
+
+
+def test_node_panel_shows_token_heatmaps_agreement_snippets_and_stats(report):
+    data, p = report
+    page = p.page
+    node = _node(data, lambda n: n["layer"] == 1 and n["agreement"] is not None)
+    p.click_node(node["id"])
+    panel = page.locator("#node-panel")
+    assert panel.locator(".field-agreement").text_content() == f"{node['agreement']:.2f}"
+    full = panel.locator('.heatmap[data-run="full"][data-kind="example"]')
+    assert full.count() == len(data["examples"]) and full.first.is_visible()
+    ex0, ex1 = full.nth(0), full.nth(1)
+    assert _values(ex0.locator('[data-row="a"] .hm-cell')) == node["token_acts"]["full"]["a"][0]
+    assert ex0.locator('[data-row="a"] .hm-cell').all_text_contents() == data["examples"][0]["a_tokens"]
+    diff = [a - b for a, b in zip(node["token_acts"]["full"]["a"][0], node["token_acts"]["full"]["b"][0], strict=True)]
+    assert _values(ex0.locator('[data-row="diff"] .hm-cell')) == pytest.approx(diff)
+    assert ex1.locator('[data-row="b"] .hm-cell').count() == len(data["examples"][1]["b_tokens"])
+    assert ex1.locator('[data-row="diff"]').count() == 0  # prompts of different lengths
+    cls = panel.locator('.heatmap[data-run="full"][data-kind="class"]')
+    assert cls.locator('[data-row="label"] th.hm-pos').all_text_contents() == data["class_positions"]["labels"]
+    assert _values(cls.locator('[data-row="b"] .hm-cell')) == node["class_acts"]["full"]["b"]
+    assert cls.locator('[data-row="diff"] .hm-cell').count() == len(data["class_positions"]["labels"])
+    shown = [v for run in ("full", "circuit") for side in ("a", "b")
+             for v in node["token_acts"][run][side][0] + node["token_acts"][run][side][1] + node["class_acts"][run][side]]
+    assert float(panel.locator(".hm-legend").get_attribute("data-max")) >= max(abs(v) for v in shown)
+    panel.locator("select.hm-run").select_option("circuit")
+    circuit = panel.locator('.heatmap[data-run="circuit"][data-kind="class"]')
+    assert circuit.is_visible() and not cls.is_visible()
+    assert _values(circuit.locator('[data-row="a"] .hm-cell')) == node["class_acts"]["circuit"]["a"]
+    groups = panel.locator(".snippet-group")
+    assert [groups.nth(i).get_attribute("data-label") for i in range(groups.count())] == [g["label"] for g in node["snippet_groups"]]
+    assert "quantile 0.99" in groups.nth(1).text_content()
+    assert "4096 pretraining tokens" in panel.locator(".act-stats").text_content()
+    # the run shown is kept from node to node
+    other = _node(data, lambda n: n["agreement_trivial"])
+    p.click_node(other["id"])
+    assert panel.locator(".field-agreement").text_content() == "1.00 (trivially: reads the embedding)"
+    assert panel.locator('.heatmap[data-run="circuit"][data-kind="class"]').is_visible()
+    missing = _node(data, lambda n: n["agreement"] is None)
+    p.click_node(missing["id"])
+    assert panel.locator(".field-agreement.muted").text_content() == "not computed"
+    assert p.errors == []
+
+
+def test_reports_without_the_new_fields_say_not_computed(tmp_path, browser):
+    data = synthetic_report_data()
+    for n in data["nodes"]:
+        for key in NEW_NODE_FIELDS:
+            n.pop(key)
+    data["nodes"][0]["snippets"] = [{"tokens": ["a", EVIL], "acts": [0.1, 2.0], "focus": 1, "max": 2.0}]
+    for key in ("attention", "curve_full", "class_positions"):
+        data.pop(key)
+    del data["circuit"]["n_total_nodes"]
+    for check in data["validation"]["verdict"]["checks"]:
+        del check["direction"], check["meaning"]
+    p = _open(browser, tmp_path, data)
+    page = p.page
+    for node in (data["nodes"][0], data["nodes"][5]):
+        p.click_node(node["id"])
+        panel = page.locator("#node-panel")
+        assert panel.locator(".field-agreement.muted").text_content() == "not computed"
+        texts = panel.locator(".not-computed").all_text_contents()
+        assert any(t.startswith("Activation statistics") for t in texts)
+        assert any(t.startswith("Per-token activations") for t in texts)
+    p.click_node(data["nodes"][0]["id"])
+    assert EVIL in page.locator("#node-panel .tokens .tok").all_text_contents()  # the old snippet list
+    assert "not computed" in page.locator("#attention .not-computed").text_content()
+    assert "not computed" in page.locator("#curve .not-computed").text_content()
+    assert page.locator('#curve circle.marker[data-series="bisection points"]').count() == len(data["curve"])
+    assert page.locator("#summary .reason").text_content() == index_entry(data, "c.html", "c")["reason"]
+    row = page.locator('#validation tr[data-check="sufficiency"]')
+    assert "direction not computed" in row.text_content() and row.locator("td.muted").first.text_content() == "not computed"
+    page.locator("#color-mode").select_option("agreement")
+    fills = page.locator(".circuit-node circle").evaluate_all("els => els.map(e => getComputedStyle(e).fill)")
+    assert set(fills) == {"rgb(203, 213, 225)"}
+    assert "not computed" in page.locator(".color-legend").text_content()
+    # null everywhere instead of absent
+    data = synthetic_report_data()
+    full_only = {key: {"full": data["nodes"][4][key]["full"]} for key in ("token_acts", "class_acts")}
+    for n in data["nodes"]:
+        n.update(dict.fromkeys(NEW_NODE_FIELDS))
+    data["nodes"][4].update(full_only)
+    data.update(attention=None, curve_full=None, class_positions=None)
+    p2 = _open(browser, tmp_path, data, "nulls.html")
+    p2.click_node(data["nodes"][3]["id"])
+    assert p2.page.locator("#node-panel .not-computed").count() >= 3
+    p2.click_node(data["nodes"][4]["id"])
+    p2.page.locator("#node-panel select.hm-run").select_option("circuit")
+    assert p2.page.locator('#node-panel .hm-run-box[data-run="circuit"] .not-computed').count() == 2
+    assert p2.page.locator('.heatmap[data-run="full"][data-kind="class"] [data-row="label"] th').count() == 7
+    assert p.errors == [] and p2.errors == []
+
+
+def test_attention_section_shows_full_and_circuit_patterns(report):
+    data, p = report
+    page = p.page
+    heads = data["attention"]["heads"]
+    options = page.locator("select#attn-head option")
+    assert options.evaluate_all("els => els.map(e => e.value)") == [f"{h['layer']}.{h['head']}" for h in heads]
+    assert "in circuit" in options.first.text_content() and "in circuit" not in options.last.text_content()
+    assert page.locator("select#attn-prompt option").count() == len(data["attention"]["prompts"])
+    head = heads[0]
+    for run in ("full", "circuit"):
+        matrix = page.locator(f'.attn-matrix[data-run="{run}"][data-layer="{head["layer"]}"][data-head="{head["head"]}"]')
+        assert matrix.is_visible()
+        pattern = head[run][0]
+        n = len(pattern)
+        assert matrix.locator(".attn-cell").count() == n * (n + 1) // 2
+        cell = matrix.locator('.attn-cell[data-q="2"][data-k="1"]')
+        assert float(cell.get_attribute("data-value")) == pattern[2][1] and cell.get_attribute("title")
+        sink = float(matrix.locator('.attn-sink[data-q="2"]').get_attribute("data-value"))
+        assert sink == pytest.approx(1 - sum(pattern[2][:3]))
+    assert page.locator(".attn-matrix .attn-q").first.text_content() == data["attention"]["prompts"][0]["tokens"][0]
+    page.locator("select#attn-prompt").select_option("3")
+    n = len(data["attention"]["prompts"][3]["tokens"])
+    assert page.locator('.attn-matrix[data-run="full"] .attn-cell').count() == n * (n + 1) // 2
+    last = heads[-1]
+    page.locator("select#attn-head").select_option(f"{last['layer']}.{last['head']}")
+    assert page.locator(f'.attn-matrix[data-run="full"][data-head="{last["head"]}"]').count() == 1
+    assert page.locator('.attn-matrix[data-run="circuit"]').count() == 0
+    assert "not computed" in page.locator("#attention .attn-block").nth(1).text_content()
+    assert p.errors == []
+
+
+def test_colour_mode_switch_changes_node_fills(report):
+    data, p = report
+    page = p.page
+    fill = "id => getComputedStyle(document.querySelector(`.node[data-node-id=\"${id}\"] circle`)).fill"
+    nodes = [_node(data, lambda n: n["agreement_trivial"]), _node(data, lambda n: n["agreement"] is None)]
+    before = [page.evaluate(fill, n["id"]) for n in nodes]
+    assert page.locator(".color-legend").get_attribute("data-mode") == "location"
+    page.locator("select#color-mode").select_option("agreement")
+    after = [page.evaluate(fill, n["id"]) for n in nodes]
+    assert after == ["rgb(22, 163, 74)", "rgb(203, 213, 225)"] and after != before
+    assert page.locator(".color-legend").get_attribute("data-mode") == "agreement"
+    assert page.locator(".color-legend .swatch").count() == 6
+    page.locator("select#color-mode").select_option("location")
+    assert [page.evaluate(fill, n["id"]) for n in nodes] == before
+    assert p.errors == []
+
+
+def test_export_buttons_download_svg_and_png(report):
+    data, p = report
+    page = p.page
+    with page.expect_download() as svg_download:
+        page.locator("button#export-svg").click()
+    svg = Path(svg_download.value.path()).read_text(encoding="utf-8")
+    assert svg.startswith("<svg") and svg_download.value.suggested_filename == "circuit-single_double_quote.svg"
+    assert svg.count('class="node circuit-node') == len(data["nodes"]) and "<style>" in svg and EVIL not in svg
+    with page.expect_download() as png_download:
+        page.locator("button#export-png").click()
+    png = Path(png_download.value.path()).read_bytes()
+    assert png[:8] == PNG and len(png) > 10_000 and png_download.value.suggested_filename.endswith(".png")
+    assert p.errors == [] and p.dialogs == []
+
+
+def test_loss_versus_k_covers_the_whole_range(report):
+    data, p = report
+    chart = p.page.locator('#curve svg[data-chart="loss-k"]')
+    assert chart.locator('path[data-series="top-k nodes"]').count() == 1
+    assert chart.locator('circle.marker[data-series="bisection points"]').count() == len(data["curve"])
+    assert chart.locator(".vref").get_attribute("data-k") == str(data["circuit"]["n_nodes"])
+    assert chart.locator(".ref").count() == 3
+    assert "of 1024 nodes" in chart.text_content() and "(log scale)" in chart.text_content()
+
+
+def test_checks_table_reads_each_result(report):
+    data, p = report
+    rows = p.page.locator("#validation table.checks tr[data-check]")
+    assert rows.count() == len(data["validation"]["verdict"]["checks"])
+    cells = {c["name"]: p.page.locator(f'#validation tr[data-check="{c["name"]}"] td').all_text_contents()
+             for c in data["validation"]["verdict"]["checks"]}
+    assert cells["sufficiency"][:4] == ["pass", "0.140", "<= 0.200", "the circuit alone reaches the target loss on held-out pairs"]
+    assert cells["activation_agreement"][:3] == ["fail", "0.410", ">= 0.700"]
+    assert cells["nonsense_task"][:3] == ["pass", "not reached", "not reached or > 2"]
+    assert p.page.locator("#validation .check-fail").count() == 1
+    # the page names the failed checks as the index row does
+    reason = index_entry(data, "c.html", "c")["reason"]
+    assert p.page.locator("#summary .reason").text_content() == reason == p.page.locator("#validation .reason").text_content()
+
+
+@pytest.mark.parametrize("size", ["long validation", "300 nodes"])
+def test_nothing_is_wider_than_the_viewport(tmp_path, browser, size):
+    data = synthetic_report_data(n_layer=3, per_location=13) if size == "300 nodes" else synthetic_report_data()
+    controls = data["validation"]["controls"]
+    controls["activation_agreement"]["per_node"] = [{"node": f"blocks.0.mlp.hook_post:{i}", "corr": 0.5} for i in range(300)]
+    controls["nonsense"]["note"] = "x" * 3000
+    controls["nonsense"]["sizes"] = {"layer": list(range(200)), "nested": {"a": [[1, 2]] * 50}}
+    data["model"]["path"] = "runs/" + "very-long-folder-name/" * 40
+    p = _open(browser, tmp_path, data)
+    assert p.page.locator("#validation details.nested summary", has_text="list of 300 items").count() == 1
+    p.click_node(data["nodes"][len(data["nodes"]) // 2]["id"])
+    widest = p.page.evaluate(WIDEST)
+    assert widest == {"scroll": 1400, "bad": []}
+    p.page.evaluate("() => document.querySelectorAll('details').forEach(d => { d.open = true; })")
+    p.page.wait_for_selector("#validation details[open] table")
+    assert p.page.evaluate(WIDEST) == {"scroll": 1400, "bad": []}
+    assert p.errors == []
+
+
+def test_graph_of_300_nodes_is_readable(tmp_path, browser):
+    data = synthetic_report_data(n_layer=3, per_location=13)
+    assert len(data["nodes"]) > 300
+    p = _open(browser, tmp_path, data)
+    page = p.page
+    graph = page.locator("#graph").bounding_box()
+    assert graph["width"] > 0.95 * page.locator("#circuit").bounding_box()["width"]
+    sizes = page.locator(".node:not(.hidden) text, .col-label, .head-label, .layer-label").evaluate_all(
+        "els => els.map(e => [parseFloat(getComputedStyle(e).fontSize) * e.getScreenCTM().a, e.getBoundingClientRect().height])")
+    assert len(sizes) > 300 and min(s[0] for s in sizes) >= 10 and min(s[1] for s in sizes) >= 10
+    heads = page.locator(".col-label").evaluate_all(RECTS)
+    assert not any(_overlap(a, b) for i, a in enumerate(heads) for b in heads[i + 1:])
+    embed = page.locator('.terminal-node[data-node-id^="embed"] text').evaluate_all(RECTS)
+    circles = page.locator(".node circle").evaluate_all(RECTS)
+    assert embed and not any(_overlap(a, b) for a in embed for b in circles)
+    assert not page.locator("#show-links").is_checked()
+    assert page.locator(".terminal-link:not(.hidden), .residual-link:not(.hidden)").count() == 0
+    assert page.locator(".head-band:not(.hidden)").count() == 4 * 3
+    page.locator('input[data-collapse="all"]').check()
+    assert page.locator(".head-band:not(.hidden), .head-label:not(.hidden)").count() == 0
+    assert page.locator(".circuit-node:not(.hidden)").count() == 0
+    assert page.locator(".collapsed-node:not(.hidden)").count() == page.locator(".col-label").count()
+    assert page.locator('input[data-collapse="attn_q"]').is_checked()
+    page.locator('input[data-collapse="attn_q"]').uncheck()
+    assert page.locator(".head-band:not(.hidden)").count() == 4 * 3
+    assert not page.locator('input[data-collapse="all"]').is_checked()
+    assert p.errors == []
+
+
+def test_compare_page_shows_both_graphs(tmp_path, browser):
+    sparse, dense = synthetic_report_data(), synthetic_report_data(per_location=4, seed=1)
+    dense["validation"]["verdict"]["status"] = "ok"
+    for check in dense["validation"]["verdict"]["checks"]:
+        check["passed"] = True
+    page_data = compare_page([{"label": "sparse", "href": "sparse.html", "data": sparse},
+                              {"label": EVIL, "href": None, "data": dense}], title="compare", task="single_double_quote")
+    path = tmp_path / "compare.html"
+    path.write_text(render_report(page_data), encoding="utf-8")
+    p = Page(browser, path)
+    page = p.page
+    sides = page.locator(".compare-side")
+    assert sides.count() == 2
+    for i, d in enumerate((sparse, dense)):
+        assert sides.nth(i).locator("svg.graph").is_visible()
+        assert sides.nth(i).locator(".node.circuit-node").count() == len(d["nodes"])
+    left, right = (sides.nth(i).locator("svg.graph").bounding_box() for i in range(2))
+    assert left["x"] + left["width"] <= right["x"] and abs(left["y"] - right["y"]) < 2
+    summary = page.locator("table.compare-summary")
+    assert summary.locator("a").get_attribute("href") == "sparse.html"
+    assert EVIL in summary.locator("tr").first.text_content()
+    assert summary.locator(".reason").all_text_contents() == ["fails activation_agreement (0.41 < 0.70)"]
+    node = dense["nodes"][2]["id"]
+    sides.nth(1).locator(f'.node[data-node-id="{node}"] circle').click()
+    assert page.locator("#node-panel-s2").get_attribute("data-node-id") == node
+    ids = page.evaluate("() => [...document.querySelectorAll('[id]')].map(e => e.id)")
+    assert len(ids) == len(set(ids))
+    assert page.evaluate(WIDEST) == {"scroll": 1400, "bad": []}
+    assert p.errors == [] and p.dialogs == []
+
+
+def test_index_shows_why_a_circuit_failed(tmp_path, browser):
+    failing, passing = synthetic_report_data(), synthetic_report_data(seed=2)
+    passing["validation"]["verdict"]["status"] = "ok"
+    for check in passing["validation"]["verdict"]["checks"]:
+        check["passed"] = True
+    entries = [index_entry(failing, "reports/circuit-a.html", "a"), index_entry(passing, "reports/b.html", "b")]
+    path = tmp_path / "index.html"
+    path.write_text(render_index(entries), encoding="utf-8")
+    p = Page(browser, path)
+    rows = p.page.locator("table.circuit-index tr")
+    reason = rows.nth(1).locator("td.reason a")
+    assert reason.is_visible() and reason.text_content() == "fails activation_agreement (0.41 < 0.70)"
+    assert reason.get_attribute("href") == "reports/circuit-a.html#validation"
+    assert EVIL in reason.get_attribute("title")
+    assert rows.nth(2).locator("td.reason").text_content() == ""
+    assert p.errors == [] and p.dialogs == []

@@ -25,6 +25,8 @@ DEMO_FLAGS: dict[str, tuple[str, Any, type, str, str]] = {
     "pairs": ("--pairs", 64, int, "N", "held-out task pairs for bisection and validation"),
     "eval_pairs": ("--eval-pairs", 100, int, "N", "test pairs per task when evaluating the models"),
     "report_pairs": ("--report-pairs", 16, int, "N", "task pairs for each report's per-node details"),
+    "snippet_tokens": ("--snippet-tokens", 131_072, int, "N", "validation tokens sampled for each node's "
+                       "snippets at activation quantiles"),
     "target_loss": ("--target-loss", 0.15, float, "LOSS", "a task is solved, and a circuit done, at this loss"),
     "seed": ("--seed", 0, int, "N", "fixes task pairs, pruning and controls"),
     "method": ("--method", "masks", str, "NAME", "discovery method of every circuit: masks, attribution, "

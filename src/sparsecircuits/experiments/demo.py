@@ -39,7 +39,13 @@ from sparsecircuits.checkpoint import VAL_CORPUS_DIR, Checkpoint, load_checkpoin
 from sparsecircuits.errors import InputError
 from sparsecircuits.model.sparsity import sparsity_report
 from sparsecircuits.prune import PruneConfig, prune
-from sparsecircuits.report import build_report_data, index_entry, render_index, write_report
+from sparsecircuits.report import (
+    build_report_data,
+    compare_page,
+    index_entry,
+    render_index,
+    write_report,
+)
 from sparsecircuits.tasks import DEFAULT_TARGET_LOSS, Task, evaluate_tasks, get_task, list_tasks
 from sparsecircuits.validate import validate
 
@@ -70,6 +76,7 @@ class DemoConfig:
     train_pairs: int = 512  # train pairs the masks are optimized on
     eval_pairs: int = 100  # test pairs per task for the model evaluation
     report_pairs: int = 16  # task pairs for the per-node details of each report
+    snippet_tokens: int = 131_072  # validation tokens sampled for each report's snippets at quantiles
     controls: str = "core"
     dense: bool = True
     from_scratch: bool = False
@@ -86,7 +93,7 @@ class DemoConfig:
     def __post_init__(self) -> None:
         self.out = Path(self.out)
         for name in ("steps", "control_steps", "batch_pairs", "pairs", "train_pairs", "eval_pairs", "report_pairs",
-                     "workers"):
+                     "snippet_tokens", "workers"):
             value = getattr(self, name)
             if not isinstance(value, int) or value < 1:
                 raise InputError(f"--{name.replace('_', '-')} {value!r}: give a positive integer")
@@ -234,7 +241,8 @@ def circuit_for(model: DemoModel, task: Task, folder: Path, reports: Path, cfg: 
     seconds["validate"] = time.perf_counter() - t0
     t0 = time.perf_counter()
     data = build_report_data(folder, ckpt.model, ckpt.tokenizer, model.data, training=ckpt.training,
-                             n_pairs=cfg.report_pairs, title=f"{task.name}: {model.kind} model ({model.name})")
+                             n_pairs=cfg.report_pairs, snippet_tokens=cfg.snippet_tokens,
+                             title=f"{task.name}: {model.kind} model ({model.name})")
     page = write_report(data, reports / f"{task.name}-{model.kind}.html")
     seconds["report"] = time.perf_counter() - t0
     circuit = result.circuit
@@ -421,6 +429,7 @@ def run_demo(cfg: DemoConfig, log: Callable[[str], Any] = print) -> DemoResult:
         "notes": notes,
         "circuits": [{k: v for k, v in c.items() if k != "index_entry"} for c in circuits],
         "comparison": comparison,
+        "compare_pages": write_compare_pages(out, chosen, circuits) if cfg.dense else {},
         "seconds": {**timings, "total": time.perf_counter() - start},
         "torch_threads": torch.get_num_threads(),
     }
@@ -431,6 +440,23 @@ def run_demo(cfg: DemoConfig, log: Callable[[str], Any] = print) -> DemoResult:
     log(f"\nindex: {index}\nreports: {out / 'reports'}\ncircuits: {out / 'circuits'}\n"
         f"summary: {out / SUMMARY_FILE}")
     return DemoResult(out, summary, summary["seconds"]["total"], notes)
+
+
+def write_compare_pages(out: Path, tasks: Sequence[str], circuits: Sequence[dict[str, Any]]) -> dict[str, str]:
+    """OUT/reports/TASK-compare.html for every task with a sparse and a dense circuit: their
+    summaries and graphs side by side (read back from the circuit folders, without the model);
+    returns task -> the page's path relative to OUT."""
+    kinds = {(c["task"], c["kind"]) for c in circuits}
+    pages = {}
+    for task in tasks:
+        if not all((task, kind) in kinds for kind in KINDS):
+            continue
+        sides = [{"label": kind, "href": f"{task}-{kind}.html",
+                  "data": build_report_data(out / "circuits" / task / kind, title=f"{task}: {kind}")} for kind in KINDS]
+        page = write_report(compare_page(sides, f"{task}: sparse and dense circuits side by side", task),
+                            out / "reports" / f"{task}-compare.html")
+        pages[task] = page.relative_to(out).as_posix()
+    return pages
 
 
 @torch.no_grad()
@@ -547,6 +573,9 @@ def write_index(out: Path, summary: dict[str, Any], entries: list[dict[str, Any]
         parts.append('<section id="demo-comparison"><h2>Sparse vs dense circuit sizes</h2>')
         parts.append(_table(COMPARISON_HEADER, _comparison_rows(comparison)))
         parts += [f"<p>{html.escape(line)}</p>" for line in _geomean_lines(comparison)]
+        links = [f'<a href="{html.escape(href)}">{html.escape(task)}</a>' for task, href in summary["compare_pages"].items()]
+        if links:
+            parts.append(f"<p>Side by side, sparse and dense: {' · '.join(links)}</p>")
         parts.append("</section>")
     header, rows = _evaluation_rows(summary)
     parts.append(f'<section id="demo-evaluation"><h2>Task evaluation (test split, target loss '

@@ -2,7 +2,8 @@
 
 `build_report_data` gathers what a page shows into a JSON-ready dict, `render_report` turns
 it into HTML (viewer script, style and data inline; no network), `write_report` writes it
-atomically; `render_index` links several circuit reports. `plots` draws PNG/SVG figures.
+atomically; `render_index` links several circuit reports and `compare_page` puts circuits
+of one task side by side. `plots` draws PNG/SVG figures.
 """
 
 from sparsecircuits.report.data import (
@@ -15,6 +16,7 @@ from sparsecircuits.report.data import (
     read_metrics,
 )
 from sparsecircuits.report.html import (
+    compare_page,
     embed_json,
     index_entry,
     render_index,
@@ -25,6 +27,7 @@ from sparsecircuits.report.html import (
 __all__ = [
     "build_report_data",
     "build_run_data",
+    "compare_page",
     "display_links",
     "embed_json",
     "find_circuits",

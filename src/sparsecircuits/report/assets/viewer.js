@@ -4,6 +4,8 @@
   "use strict";
   var SVGNS = "http://www.w3.org/2000/svg";
   var PALETTE = ["#2563eb", "#dc2626", "#059669", "#d97706", "#7c3aed", "#0891b2", "#be185d", "#4b5563"];
+  var LOC_COLORS = ["#bfdbfe", "#c7d2fe", "#ddd6fe", "#fbcfe8", "#fecaca", "#bbf7d0", "#99f6e4", "#fed7aa"];
+  var FONT = "system-ui, -apple-system, \"Segoe UI\", Roboto, sans-serif";
   var data = JSON.parse(document.getElementById("data").textContent);
   var app = document.getElementById("app");
   var nav = document.getElementById("nav");
@@ -27,7 +29,14 @@
     t.textContent = String(text);
     return t;
   }
+  function attrs(e, obj) {
+    Object.keys(obj).forEach(function (k) { e.setAttribute(k, String(obj[k])); });
+    return e;
+  }
+  function clear(e) { while (e.firstChild) { e.removeChild(e.firstChild); } }
   function isNum(x) { return typeof x === "number" && isFinite(x); }
+  function isObj(x) { return x !== null && typeof x === "object" && !Array.isArray(x); }
+  function has(list) { return Array.isArray(list) && list.length > 0; }
   function fmt(x, digits) {
     if (x === null || x === undefined) { return "not computed"; }
     if (typeof x === "number") {
@@ -40,6 +49,7 @@
     if (typeof x === "object") { return JSON.stringify(x); }
     return String(x);
   }
+  function notComputed(what) { return el("p", "muted not-computed", what + ": not computed"); }
   function section(id, title) {
     var s = el("section");
     s.id = id;
@@ -50,13 +60,58 @@
     nav.appendChild(a);
     return s;
   }
+  function selectEl(id, options) {
+    // options: [value, text] pairs
+    var s = el("select");
+    if (id) { s.id = id; }
+    options.forEach(function (o) {
+      var opt = el("option", null, o[1]);
+      opt.value = o[0];
+      s.appendChild(opt);
+    });
+    return s;
+  }
+  function labelled(text, control) {
+    var lab = el("label", null, text);
+    lab.appendChild(control);
+    return lab;
+  }
+  var measureCtx = null;
+  function textWidth(text, font) {
+    if (!measureCtx) { measureCtx = document.createElement("canvas").getContext("2d"); }
+    measureCtx.font = font;
+    return measureCtx.measureText(String(text)).width;
+  }
+  function truncate(s, n) { s = String(s); return s.length > n ? s.slice(0, n - 1) + "\u2026" : s; }
+
+  // ---------- tables: nested lists and dicts are summarized, opened on demand ----------
+  function valueCell(v) {
+    var td = el("td", typeof v === "number" ? "num" : "");
+    if (v === undefined) { return td; }
+    if (v === null || typeof v !== "object") { td.textContent = fmt(v); return td; }
+    var n = Array.isArray(v) ? v.length : Object.keys(v).length;
+    var what = Array.isArray(v) ? "list of " + n + " item" : "record of " + n + " field";
+    var det = el("details", "nested");
+    det.appendChild(el("summary", null, what + (n === 1 ? "" : "s")));
+    det.addEventListener("toggle", function () {
+      if (det.open && det.childNodes.length === 1) { det.appendChild(nestedView(v)); }
+    });
+    td.appendChild(det);
+    return td;
+  }
+  function nestedView(v) {
+    if (!Array.isArray(v)) { return kvTable(v); }
+    if (v.length && v.every(isObj)) { return recordsTable(v); }
+    return el("div", "wrap-list mono", v.map(function (x) { return fmt(x); }).join(", "));
+  }
   function kvTable(obj, cls) {
     var t = el("table", cls);
     Object.keys(obj || {}).forEach(function (k) {
       var tr = el("tr");
       tr.appendChild(el("th", null, k));
-      var v = obj[k];
-      tr.appendChild(el("td", typeof v === "number" ? "num" : "mono", fmt(v)));
+      var td = valueCell(obj[k]);
+      if (typeof obj[k] !== "number") { td.classList.add("mono"); }
+      tr.appendChild(td);
       t.appendChild(tr);
     });
     return t;
@@ -69,7 +124,7 @@
     } else {
       Object.keys(records || {}).forEach(function (k) {
         var r = records[k];
-        rows.push({name: k, rec: (r !== null && typeof r === "object") ? r : {value: r}});
+        rows.push({name: k, rec: isObj(r) ? r : {value: r}});
       });
     }
     var cols = [];
@@ -84,10 +139,7 @@
     rows.forEach(function (row) {
       var tr = el("tr");
       if (row.name !== null) { tr.appendChild(el("th", null, row.name)); }
-      cols.forEach(function (c) {
-        var v = row.rec[c];
-        tr.appendChild(el("td", typeof v === "number" ? "num" : "", v === undefined ? "" : fmt(v)));
-      });
+      cols.forEach(function (c) { tr.appendChild(valueCell(row.rec[c])); });
       t.appendChild(tr);
     });
     return t;
@@ -97,6 +149,27 @@
     var st = String(validation.verdict.status || "unknown");
     return el("span", "verdict " + (st === "ok" ? "ok" : "suspect"), st);
   }
+  // a failed check's value against its threshold: the opposite of the direction it passes in
+  var FAILED_AS = {"<=": ">", ">=": "<", "<": ">=", ">": "<=", "not reached or >": "<="};
+  function versus(c) {
+    if (!isNum(c.value) || !isNum(c.threshold)) { return fmt(c.value) + " vs " + fmt(c.threshold); }
+    var d = 2;
+    while (d < 6 && c.value.toFixed(d) === c.threshold.toFixed(d)) { d++; }
+    return c.value.toFixed(d) + " " + (FAILED_AS[c.direction] || "vs") + " " + c.threshold.toFixed(d);
+  }
+  function failedChecks(validation) {
+    // the line html.index_entry puts in an index row, e.g. "fails activation_agreement (0.41 < 0.70)"
+    var checks = ((validation && validation.verdict) || {}).checks || [];
+    var failed = checks.filter(function (c) { return !c.passed; }).map(function (c) { return c.name + " (" + versus(c) + ")"; });
+    return failed.length ? "fails " + failed.join(", ") : "";
+  }
+  function verdictWithReason(validation) {
+    var span = el("span", "verdict-line");
+    span.appendChild(verdictBadge(validation));
+    var reason = failedChecks(validation);
+    if (reason) { span.appendChild(el("span", "reason", reason)); }
+    return span;
+  }
   function safeHref(href) {
     // only relative links: no scheme (javascript:, data:, http:) and no protocol-relative URLs
     var h = String(href || "");
@@ -104,30 +177,58 @@
     return h;
   }
 
-  // ---------- tokens ----------
+  // ---------- tokens and colour scales ----------
   function showWhitespace(s) {
     return String(s).replace(/\t/g, "\u2192\t").replace(/\n/g, "\u21b5\n");
   }
+  function divColor(v, maxAbs) {
+    // diverging: blue positive, red negative, transparent at zero
+    var a = maxAbs > 0 ? Math.min(1, Math.abs(v) / maxAbs) : 0;
+    return "rgba(" + (v >= 0 ? "37,99,235" : "220,38,38") + "," + (0.85 * a).toFixed(3) + ")";
+  }
+  function mix(stops, t) {
+    // stops: [[t, [r, g, b]], ...] sorted by t; t is clamped into their range
+    t = Math.max(stops[0][0], Math.min(stops[stops.length - 1][0], t));
+    for (var i = 1; i < stops.length; i++) {
+      if (t <= stops[i][0]) {
+        var a = stops[i - 1], b = stops[i], f = (t - a[0]) / (b[0] - a[0] || 1);
+        return "rgb(" + [0, 1, 2].map(function (j) { return Math.round(a[1][j] + f * (b[1][j] - a[1][j])); }).join(",") + ")";
+      }
+    }
+    return "rgb(" + stops[stops.length - 1][1].join(",") + ")";
+  }
+  var AGREEMENT_STOPS = [[0, [220, 38, 38]], [0.5, [234, 179, 8]], [1, [22, 163, 74]]];
+  var NO_VALUE = "#cbd5e1";
+  function agreementColor(v) { return isNum(v) ? mix(AGREEMENT_STOPS, v) : NO_VALUE; }
+  function attnColor(v) { return "rgba(124,58,237," + Math.max(0, Math.min(1, v)).toFixed(3) + ")"; }
   function tokenSpan(text, act, maxAbs) {
     var span = el("span", "tok", showWhitespace(text));
     if (isNum(act)) {
-      var a = maxAbs > 0 ? Math.min(1, Math.abs(act) / maxAbs) : 0;
-      var rgb = act >= 0 ? "37,99,235" : "220,38,38";
-      span.style.backgroundColor = "rgba(" + rgb + "," + (0.85 * a).toFixed(3) + ")";
+      span.style.backgroundColor = divColor(act, maxAbs);
       span.setAttribute("title", "activation " + fmt(act));
     }
     return span;
   }
+  function maxAbsOf(values) {
+    return values.reduce(function (m, a) { return isNum(a) ? Math.max(m, Math.abs(a)) : m; }, 0);
+  }
   function tokenLine(tokens, acts, focus) {
     var div = el("div", "tokens");
-    var maxAbs = 0;
-    (acts || []).forEach(function (a) { if (isNum(a)) { maxAbs = Math.max(maxAbs, Math.abs(a)); } });
-    tokens.forEach(function (tok, i) {
+    var maxAbs = maxAbsOf(acts || []);
+    (tokens || []).forEach(function (tok, i) {
       var s = tokenSpan(tok, acts ? acts[i] : null, maxAbs);
       if (i === focus) { s.classList.add("focus"); }
       div.appendChild(s);
     });
     return div;
+  }
+  function swatch(color, text) {
+    var s = el("span", "swatch-item");
+    var box = el("span", "swatch");
+    box.style.backgroundColor = color;
+    s.appendChild(box);
+    s.appendChild(document.createTextNode(" " + text));
+    return s;
   }
 
   // ---------- line charts ----------
@@ -140,67 +241,94 @@
     for (var v = Math.ceil(lo / step) * step; v <= hi + step * 1e-9; v += step) { ticks.push(v); }
     return ticks;
   }
-  function lineChart(spec) {
-    var W = 480, H = 280, L = 58, R = 14, T = 26, B = 40;
-    var root = sv("svg", {"class": "chart", width: W, height: H, viewBox: "0 0 " + W + " " + H});
+  function goodPoints(ln) { return (ln.points || []).filter(function (p) { return isNum(p[0]) && isNum(p[1]); }); }
+  function chartScale(spec, box) {
     var pts = [];
-    (spec.lines || []).forEach(function (ln) {
-      (ln.points || []).forEach(function (p) { if (isNum(p[0]) && isNum(p[1])) { pts.push(p); } });
-    });
-    root.appendChild(svText(W / 2, 15, spec.title || "", "", "middle"));
-    if (!pts.length) {
-      root.appendChild(svText(W / 2, H / 2, "no data", "", "middle"));
-      return root;
-    }
-    var logx = !!spec.logx && pts.every(function (p) { return p[0] > 0; });
+    (spec.lines || []).forEach(function (ln) { pts = pts.concat(goodPoints(ln)); });
+    var xsRaw = pts.map(function (p) { return p[0]; });
+    (spec.vrefs || []).forEach(function (r) { if (isNum(r.x)) { xsRaw.push(r.x); } });
+    var logx = !!spec.logx && xsRaw.every(function (v) { return v > 0; });
     var tx = logx ? function (v) { return Math.log10(v); } : function (v) { return v; };
-    var xs = pts.map(function (p) { return tx(p[0]); });
-    var ys = pts.map(function (p) { return p[1]; });
+    var xs = xsRaw.map(tx), ys = pts.map(function (p) { return p[1]; });
     (spec.refs || []).forEach(function (r) { if (isNum(r.y)) { ys.push(r.y); } });
     var x0 = Math.min.apply(null, xs), x1 = Math.max.apply(null, xs);
     var y0 = Math.min.apply(null, ys), y1 = Math.max.apply(null, ys);
     if (x1 === x0) { x0 -= 1; x1 += 1; }
     if (y1 === y0) { y0 -= 1; y1 += 1; }
     var pad = (y1 - y0) * 0.05; y0 -= pad; y1 += pad;
-    function px(v) { return L + (tx(v) - x0) / (x1 - x0) * (W - L - R); }
-    function py(v) { return H - B - (v - y0) / (y1 - y0) * (H - T - B); }
-    niceTicks(y0, y1, 5).forEach(function (v) {
-      root.appendChild(sv("line", {"class": "grid", x1: L, x2: W - R, y1: py(v), y2: py(v)}));
-      root.appendChild(svText(L - 4, py(v) + 3, fmt(v, 3).replace(/\.?0+$/, ""), "", "end"));
+    return {logx: logx, x0: x0, x1: x1, y0: y0, y1: y1, n: pts.length, box: box,
+      px: function (v) { return box.L + (tx(v) - x0) / (x1 - x0) * (box.W - box.L - box.R); },
+      py: function (v) { return box.H - box.B - (v - y0) / (y1 - y0) * (box.H - box.T - box.B); }};
+  }
+  function chartAxes(root, sc, spec) {
+    var b = sc.box;
+    niceTicks(sc.y0, sc.y1, 5).forEach(function (v) {
+      root.appendChild(sv("line", {"class": "grid", x1: b.L, x2: b.W - b.R, y1: sc.py(v), y2: sc.py(v)}));
+      root.appendChild(svText(b.L - 4, sc.py(v) + 3, fmt(v, 3).replace(/\.?0+$/, ""), "", "end"));
     });
-    var xt = logx ? niceTicks(Math.floor(x0), Math.ceil(x1), 5).filter(function (v) {
-      return Number.isInteger(v) && v >= x0 - 1e-9 && v <= x1 + 1e-9;
-    }).map(function (v) { return Math.pow(10, v); }) : niceTicks(x0, x1, 5);
+    var xt = sc.logx ? niceTicks(Math.floor(sc.x0), Math.ceil(sc.x1), 5).filter(function (v) {
+      return Number.isInteger(v) && v >= sc.x0 - 1e-9 && v <= sc.x1 + 1e-9;
+    }).map(function (v) { return Math.pow(10, v); }) : niceTicks(sc.x0, sc.x1, 5);
     xt.forEach(function (v) {
-      var x = logx ? L + (Math.log10(v) - x0) / (x1 - x0) * (W - L - R) : px(v);
-      root.appendChild(svText(x, H - B + 14, Math.abs(v) >= 1e4 ? v.toExponential(1) : String(+v.toPrecision(4)), "", "middle"));
+      root.appendChild(svText(sc.px(v), b.H - b.B + 14, Math.abs(v) >= 1e4 ? v.toExponential(1) : String(+v.toPrecision(4)), "", "middle"));
     });
-    root.appendChild(sv("line", {"class": "axis", x1: L, x2: W - R, y1: H - B, y2: H - B}));
-    root.appendChild(sv("line", {"class": "axis", x1: L, x2: L, y1: T, y2: H - B}));
-    root.appendChild(svText((L + W - R) / 2, H - 8, (spec.xLabel || "") + (logx ? " (log scale)" : ""), "", "middle"));
-    var yl = svText(14, (T + H - B) / 2, spec.yLabel || "", "", "middle");
-    yl.setAttribute("transform", "rotate(-90 14 " + (T + H - B) / 2 + ")");
+    root.appendChild(sv("line", {"class": "axis", x1: b.L, x2: b.W - b.R, y1: b.H - b.B, y2: b.H - b.B}));
+    root.appendChild(sv("line", {"class": "axis", x1: b.L, x2: b.L, y1: b.T, y2: b.H - b.B}));
+    root.appendChild(svText((b.L + b.W - b.R) / 2, b.H - 8, (spec.xLabel || "") + (sc.logx ? " (log scale)" : ""), "", "middle"));
+    var yl = svText(14, (b.T + b.H - b.B) / 2, spec.yLabel || "", "", "middle");
+    yl.setAttribute("transform", "rotate(-90 14 " + (b.T + b.H - b.B) / 2 + ")");
     root.appendChild(yl);
+  }
+  function chartRefs(root, sc, spec) {
+    var b = sc.box;
     (spec.refs || []).forEach(function (r, i) {
       if (!isNum(r.y)) { return; }
       var c = PALETTE[(i + 3) % PALETTE.length];
-      root.appendChild(sv("line", {"class": "ref", x1: L, x2: W - R, y1: py(r.y), y2: py(r.y), stroke: c}));
-      root.appendChild(svText(W - R - 2, py(r.y) - 3, r.label || "", "", "end"));
+      root.appendChild(sv("line", {"class": "ref", x1: b.L, x2: b.W - b.R, y1: sc.py(r.y), y2: sc.py(r.y), stroke: c}));
+      root.appendChild(svText(b.W - b.R - 2, sc.py(r.y) - 3, r.label || "", "", "end"));
     });
-    (spec.lines || []).forEach(function (ln, i) {
-      var good = (ln.points || []).filter(function (p) { return isNum(p[0]) && isNum(p[1]); });
+    (spec.vrefs || []).forEach(function (r) {
+      if (!isNum(r.x)) { return; }
+      var x = sc.px(r.x);
+      root.appendChild(sv("line", {"class": "vref", x1: x, x2: x, y1: b.T, y2: b.H - b.B, "data-k": r.x}));
+      root.appendChild(svText(x + 3, b.T + 10, r.label || "", "vref-label"));
+    });
+  }
+  function chartLines(root, sc, spec) {
+    var lines = spec.lines || [];
+    lines.forEach(function (ln, i) {
+      var good = goodPoints(ln);
       if (!good.length) { return; }
-      var d = good.map(function (p, j) { return (j ? "L" : "M") + px(p[0]).toFixed(1) + " " + py(p[1]).toFixed(1); }).join(" ");
       var c = PALETTE[i % PALETTE.length];
-      root.appendChild(sv("path", {"class": "line", d: d, stroke: c}));
-      if (good.length < 60) {
-        good.forEach(function (p) { root.appendChild(sv("circle", {cx: px(p[0]), cy: py(p[1]), r: 2.2, fill: c})); });
+      if (ln.path !== false) {
+        var d = good.map(function (p, j) { return (j ? "L" : "M") + sc.px(p[0]).toFixed(1) + " " + sc.py(p[1]).toFixed(1); }).join(" ");
+        root.appendChild(sv("path", {"class": "line", d: d, stroke: c, "data-series": ln.label || ""}));
       }
-      if (spec.lines.length > 1) {
-        root.appendChild(sv("rect", {x: L + 8, y: T + 4 + i * 13, width: 10, height: 3, fill: c}));
-        root.appendChild(svText(L + 22, T + 9 + i * 13, ln.label || "", ""));
+      if (ln.markers === undefined ? good.length < 60 : ln.markers) {
+        var r = ln.path === false ? 3.4 : 2.2;
+        good.forEach(function (p) {
+          root.appendChild(sv("circle", {"class": "marker", cx: sc.px(p[0]), cy: sc.py(p[1]), r: r, fill: c, "data-series": ln.label || ""}));
+        });
+      }
+      if (lines.length > 1) {
+        root.appendChild(sv("rect", {x: sc.box.L + 8, y: sc.box.T + 4 + i * 13, width: 10, height: 3, fill: c}));
+        root.appendChild(svText(sc.box.L + 22, sc.box.T + 9 + i * 13, ln.label || "", ""));
       }
     });
+  }
+  function lineChart(spec) {
+    var box = {W: spec.width || 480, H: spec.height || 280, L: 58, R: 14, T: 26, B: 40};
+    var root = sv("svg", {"class": "chart", width: box.W, height: box.H, viewBox: "0 0 " + box.W + " " + box.H});
+    if (spec.name) { root.setAttribute("data-chart", spec.name); }
+    root.appendChild(svText(box.W / 2, 15, spec.title || "", "", "middle"));
+    var sc = chartScale(spec, box);
+    if (!sc.n) {
+      root.appendChild(svText(box.W / 2, box.H / 2, "no data", "", "middle"));
+      return root;
+    }
+    chartAxes(root, sc, spec);
+    chartRefs(root, sc, spec);
+    chartLines(root, sc, spec);
     return root;
   }
 
@@ -220,10 +348,22 @@
     s.appendChild(el("h3", null, "Config"));
     s.appendChild(model.config ? kvTable(model.config) : el("p", "muted", "config not available"));
   }
+  function reasonCell(e) {
+    // the failed checks in one line, linking to the report's validation section; the full reasons on hover
+    var td = el("td", "reason");
+    if (!e.reason) { return td; }
+    var verdict = (e.validation && e.validation.verdict) || {};
+    var href = safeHref(e.href);
+    var a = el(href === null ? "span" : "a", null, e.reason);
+    if (href !== null) { a.setAttribute("href", href.split("#")[0] + "#validation"); }
+    a.setAttribute("title", (verdict.reasons || []).join("\n") || e.reason);
+    td.appendChild(a);
+    return td;
+  }
   function renderCircuitTable(parent, entries) {
     if (!entries || !entries.length) { parent.appendChild(el("p", "muted", "no circuits found")); return; }
     var t = el("table", "circuit-index");
-    var cols = ["report", "task", "method", "nodes", "edges", "full", "circuit", "ablate all", "target", "verdict"];
+    var cols = ["report", "task", "method", "nodes", "edges", "full", "circuit", "ablate all", "target", "verdict", "failed checks"];
     var head = el("tr");
     cols.forEach(function (c) { head.appendChild(el("th", null, c)); });
     t.appendChild(head);
@@ -248,180 +388,304 @@
       var vtd = el("td");
       vtd.appendChild(verdictBadge(e.validation));
       tr.appendChild(vtd);
+      tr.appendChild(reasonCell(e));
       t.appendChild(tr);
     });
     parent.appendChild(t);
   }
 
-  // ---------- the circuit graph ----------
-  var COL_W = 84, ROW_H = 20, TOP = 58, R_NODE = 6;
+  // ---------- the circuit graph: model and layout (1 unit = 1 px at the default zoom) ----------
+  var ROW_H = 18, MIN_ROW_H = 14, R_NODE = 6, TOP = 58, HEAD_ROW = 13, BAND_GAP = 8, LAYER_GAP = 18;
+  var MIN_COL = 42, MAX_COL = 120, MIN_MARGIN = 44, MAX_H = 900, MANY_NODES = 60;
+  var NODE_FONT = "11px " + FONT, HEAD_FONT = "600 10px " + FONT;
+  var SHORT = {attn_in: "a.in", attn_out: "a.out", attn_q: "q", attn_k: "k", attn_v: "v", mlp_in: "m.in",
+    mlp_neuron: "neuron", mlp_out: "m.out", embed: "emb", logits: "logit"};
 
-  function buildGraph(container, panel) {
-    var nodes = data.nodes || [], edges = data.edges || [], terms = data.terminals || [];
-    var locs = data.locations || [];
-    var byId = {};
-    // columns: embedding, then per layer every location with kept nodes, then logits
-    var cols = [], colByKey = {};
-    function addCol(key, label, layer, alias) {
-      var c = {key: key, label: label, layer: layer, alias: alias, items: [], collapsed: false};
-      cols.push(c); colByKey[key] = c; return c;
-    }
-    var nLayer = (data.geometry && data.geometry.n_layer) || 0;
+  function hasHead(d) { return d.head !== null && d.head !== undefined; }
+  function termLabel(d) { return truncate(d.label || d.id, 16); }
+  function nodeTitle(r) { return r.term ? (r.d.label || r.d.id) : r.d.id; }
+  function graphModel(g) {
+    var nodes = g.nodes || [], terms = g.terminals || [];
+    var aliases = (g.locations || []).slice();
+    nodes.forEach(function (n) { if (aliases.indexOf(n.alias) < 0) { aliases.push(n.alias); } });
+    var nLayer = (g.geometry && g.geometry.n_layer) || 0;
     nodes.forEach(function (n) { nLayer = Math.max(nLayer, n.layer + 1); });
-    var hasEmbed = terms.some(function (t) { return t.kind === "embed"; });
-    if (hasEmbed) { addCol("embed", "embed", -1, "embed"); }
+    var m = {cols: [], colByKey: {}, byId: {}, nLayer: nLayer, nodes: nodes, locs: aliases, boxes: {}};
+    function addCol(key, label, layer) {
+      var c = {key: key, label: label, alias: label, layer: layer, items: [], collapsed: false};
+      m.cols.push(c); m.colByKey[key] = c;
+    }
+    if (terms.some(function (t) { return t.kind === "embed"; })) { addCol("embed", "embed", -1); }
     for (var l = 0; l < nLayer; l++) {
-      locs.forEach(function (alias) {
-        if (nodes.some(function (n) { return n.layer === l && n.alias === alias; })) {
-          addCol(l + "." + alias, alias, l, alias);
-        }
+      aliases.forEach(function (alias) {
+        if (nodes.some(function (n) { return n.layer === l && n.alias === alias; })) { addCol(l + "." + alias, alias, l); }
       });
     }
-    if (terms.some(function (t) { return t.kind === "logit"; })) { addCol("logits", "logits", nLayer, "logits"); }
-    nodes.forEach(function (n) {
-      var rec = {d: n, col: colByKey[n.layer + "." + n.alias], term: false, edgesIn: [], edgesOut: []};
-      byId[n.id] = rec; rec.col.items.push(rec);
+    if (terms.some(function (t) { return t.kind === "logit"; })) { addCol("logits", "logits", nLayer); }
+    nodes.forEach(function (n) { addRec(m, n, m.colByKey[n.layer + "." + n.alias], false); });
+    terms.forEach(function (t) { addRec(m, t, m.colByKey[t.kind === "embed" ? "embed" : "logits"], true); });
+    return m;
+  }
+  function addRec(m, d, col, term) {
+    if (!col) { return; }
+    var rec = {d: d, col: col, term: term, edgesIn: [], edgesOut: []};
+    m.byId[d.id] = rec;
+    col.items.push(rec);
+  }
+  function sideMargin(m, key) {
+    // room for the terminals' labels: embedding labels sit left of their circles, logit labels right
+    var c = m.colByKey[key];
+    var w = c ? maxAbsOf(c.items.map(function (r) { return textWidth(termLabel(r.d), NODE_FONT); })) : 0;
+    return Math.max(MIN_MARGIN, w + R_NODE + 14);
+  }
+  function layoutX(m, widthPx) {
+    var cols = m.cols, gaps = 0;
+    cols.forEach(function (c, i) { if (i && c.layer !== cols[i - 1].layer) { gaps++; } });
+    var left = sideMargin(m, "embed"), right = sideMargin(m, "logits");
+    var colW = (widthPx - left - right - gaps * LAYER_GAP) / Math.max(1, cols.length - 1);
+    m.colW = Math.max(MIN_COL, Math.min(MAX_COL, colW));
+    var x = left;
+    cols.forEach(function (c, i) {
+      if (i && c.layer !== cols[i - 1].layer) { x += LAYER_GAP; }
+      c.x = x; x += m.colW;
     });
-    terms.forEach(function (t) {
-      var c = colByKey[t.kind === "embed" ? "embed" : "logits"];
-      var rec = {d: t, col: c, term: true, edgesIn: [], edgesOut: []};
-      byId[t.id] = rec; c.items.push(rec);
+    var total = x - m.colW + right, shift = Math.max(0, (widthPx - total) / 2);
+    cols.forEach(function (c) { c.x += shift; });
+    m.width = Math.max(widthPx, total);
+  }
+  function sortItems(c) {
+    c.items.sort(function (a, b) {
+      var ha = hasHead(a.d) ? a.d.head : -1, hb = hasHead(b.d) ? b.d.head : -1;
+      return ha - hb || (a.d.index || 0) - (b.d.index || 0);
     });
-    // x positions, with a gap between layers
-    var x = 40, prevLayer = null;
-    cols.forEach(function (c) {
-      if (prevLayer !== null && c.layer !== prevLayer) { x += 30; }
-      c.x = x; x += COL_W; prevLayer = c.layer;
-    });
-    var width = x + 20;
-    // y positions: q/k/v of a layer share head bands; other columns are centered lists
-    var bands = [], height = 0;
-    function isQKV(c) { return (data.roles || {})[c.alias] === "qkv"; }
-    cols.forEach(function (c) {
-      c.items.sort(function (a, b) {
-        var ha = a.d.head === null || a.d.head === undefined ? -1 : a.d.head;
-        var hb = b.d.head === null || b.d.head === undefined ? -1 : b.d.head;
-        return ha - hb || (a.d.index || 0) - (b.d.index || 0);
-      });
-    });
-    for (var L2 = 0; L2 < nLayer; L2++) {
-      var qkv = cols.filter(function (c) { return c.layer === L2 && isQKV(c); });
-      if (!qkv.length) { continue; }
-      var heads = {};
+  }
+  function layoutBands(m, qkv) {
+    // the q, k and v columns of a layer share one band per head
+    var heads = [];
+    qkv.forEach(function (c) { c.items.forEach(function (r) { if (heads.indexOf(r.d.head) < 0) { heads.push(r.d.head); } }); });
+    heads.sort(function (a, b) { return a - b; });
+    var y = TOP;
+    heads.forEach(function (h) {
+      var rows = 0, items = [];
       qkv.forEach(function (c) {
-        c.items.forEach(function (r) { heads[r.d.head] = Math.max(heads[r.d.head] || 0, 0); });
+        var inHead = c.items.filter(function (r) { return r.d.head === h; });
+        inHead.forEach(function (r, i) { r.y = y + HEAD_ROW + m.rowH / 2 + i * m.rowH; });
+        rows = Math.max(rows, inHead.length);
+        items = items.concat(inHead);
       });
-      var y = TOP;
-      Object.keys(heads).map(Number).sort(function (a, b) { return a - b; }).forEach(function (h) {
-        var rows = 0;
-        qkv.forEach(function (c) {
-          var inHead = c.items.filter(function (r) { return r.d.head === h; });
-          inHead.forEach(function (r, i) { r.y = y + ROW_H / 2 + i * ROW_H; });
-          rows = Math.max(rows, inHead.length);
-        });
-        bands.push({x0: qkv[0].x - COL_W / 2 + 6, x1: qkv[qkv.length - 1].x + COL_W / 2 - 6, y0: y, y1: y + rows * ROW_H, head: h});
-        y += rows * ROW_H + 8;
-      });
-      height = Math.max(height, y);
+      m.bands.push({x0: qkv[0].x - m.colW / 2 + 3, x1: qkv[qkv.length - 1].x + m.colW / 2 - 3, y0: y,
+        y1: y + HEAD_ROW + rows * m.rowH, head: h, items: items});
+      y += HEAD_ROW + rows * m.rowH + BAND_GAP;
+    });
+    return y;
+  }
+  function layoutY(m, roles, rowH) {
+    m.bands = [];
+    m.rowH = rowH;
+    var height = TOP;
+    m.cols.forEach(function (c) {
+      sortItems(c);
+      c.banded = roles[c.alias] === "qkv" && c.items.every(function (r) { return hasHead(r.d); });
+    });
+    for (var l = 0; l < m.nLayer; l++) {
+      var qkv = m.cols.filter(function (c) { return c.layer === l && c.banded; });
+      if (qkv.length) { height = Math.max(height, layoutBands(m, qkv)); }
     }
-    cols.forEach(function (c) { if (!isQKV(c)) { height = Math.max(height, TOP + c.items.length * ROW_H); } });
-    height += 20;
-    cols.forEach(function (c) {
-      if (!isQKV(c)) {
-        var start = TOP + (height - 20 - TOP - c.items.length * ROW_H) / 2;
-        c.items.forEach(function (r, i) { r.y = start + ROW_H / 2 + i * ROW_H; });
+    m.cols.forEach(function (c) { if (!c.banded) { height = Math.max(height, TOP + c.items.length * rowH); } });
+    m.height = height + 16;
+    m.cols.forEach(function (c) {
+      if (!c.banded) {
+        var start = TOP + (height - TOP - c.items.length * rowH) / 2;
+        c.items.forEach(function (r, i) { r.y = start + rowH / 2 + i * rowH; });
       }
       c.items.forEach(function (r) { r.x = c.x; });
       c.cy = c.items.length ? (c.items[0].y + c.items[c.items.length - 1].y) / 2 : TOP;
     });
+  }
 
-    var root = sv("svg", {id: "graph", viewBox: "0 0 " + width + " " + height});
-    var gBands = sv("g", {"class": "bands"}), gEdges = sv("g", {"class": "edges"});
-    var gNodes = sv("g", {"class": "nodes"}), gLabels = sv("g", {"class": "labels"});
-    root.appendChild(gBands); root.appendChild(gLabels); root.appendChild(gEdges); root.appendChild(gNodes);
-    bands.forEach(function (b) {
-      gBands.appendChild(sv("rect", {"class": "head-band", x: b.x0, y: b.y0, width: b.x1 - b.x0, height: b.y1 - b.y0, rx: 4}));
-      gBands.appendChild(svText(b.x0 + 2, b.y0 + 8, "h" + b.head, "head-label"));
+  // ---------- the circuit graph: drawing ----------
+  function drawBands(m, root) {
+    // the boxes go under the edges, their labels over them
+    var gb = sv("g", {"class": "bands"});
+    m.headLabels = sv("g", {"class": "head-labels"});
+    m.bands.forEach(function (b) {
+      var rect = sv("rect", {"class": "head-band", "data-head": b.head, x: b.x0, y: b.y0, width: b.x1 - b.x0, height: b.y1 - b.y0, rx: 4});
+      var label = svText(b.x0 + 4, b.y0 + 10, "head " + b.head, "head-label");
+      gb.appendChild(rect);
+      m.headLabels.appendChild(label);
+      b.parts = [rect, label];
     });
-    var seenLayer = {};
-    cols.forEach(function (c) {
-      if (c.layer >= 0 && c.layer < nLayer && !seenLayer[c.layer]) {
-        seenLayer[c.layer] = true;
-        gLabels.appendChild(svText(c.x - COL_W / 2 + 4, 16, "layer " + c.layer, "layer-label"));
-      }
-      var lab = svText(c.x, 36, c.label + " (" + c.items.length + ")", "col-label", "middle");
+    root.appendChild(gb);
+  }
+  function drawLabels(m, root) {
+    var g = sv("g", {"class": "labels"});
+    for (var l = 0; l < m.nLayer; l++) {
+      var cs = m.cols.filter(function (c) { return c.layer === l; });
+      if (!cs.length) { continue; }
+      var x0 = cs[0].x - m.colW / 2 + 4, x1 = cs[cs.length - 1].x + m.colW / 2 - 4;
+      g.appendChild(sv("line", {"class": "layer-rule", x1: x0, x2: x1, y1: 19, y2: 19}));
+      g.appendChild(svText((x0 + x1) / 2, 14, "layer " + l, "layer-label", "middle"));
+    }
+    // column headers: one row when they fit, else staggered over two rows, abbreviated if still too long
+    var texts = m.cols.map(function (c) {
+      var n = " (" + c.items.length + ")", short = SHORT[c.label] || truncate(c.label, 6);
+      return [c.label + n, short + n, short];
+    });
+    var oneRow = texts.every(function (t) { return textWidth(t[0], HEAD_FONT) <= m.colW - 6; });
+    var room = oneRow ? m.colW - 6 : 2 * m.colW - 8;
+    m.cols.forEach(function (c, i) {
+      var fits = texts[i].filter(function (t) { return textWidth(t, HEAD_FONT) <= room; });
+      var lab = svText(c.x, oneRow || i % 2 === 0 ? 33 : 48, fits.length ? fits[0] : texts[i][2], "col-label", "middle");
       lab.setAttribute("data-col", c.key);
-      lab.addEventListener("click", function () { setCollapsed(c, !c.collapsed); });
+      var title = sv("title", {});
+      title.textContent = c.label + (c.layer >= 0 && c.layer < m.nLayer ? " of layer " + c.layer : "") + ": " +
+        c.items.length + " nodes (click to collapse or expand)";
+      lab.appendChild(title);
       c.labelEl = lab;
-      gLabels.appendChild(lab);
+      g.appendChild(lab);
     });
-
-    // edges
-    var maxAbs = 0;
-    edges.forEach(function (e) { maxAbs = Math.max(maxAbs, Math.abs(e.weight)); });
-    var edgeRecs = [];
-    function addEdge(e, cls) {
-      var s = byId[e.src], t = byId[e.dst];
+    root.appendChild(g);
+  }
+  function nodePos(r) { return r.col.collapsed ? {x: r.col.x, y: r.col.cy} : {x: r.x, y: r.y}; }
+  function drawEdge(rec) {
+    var a = nodePos(rec.s), b = nodePos(rec.t), dx = Math.max(20, (b.x - a.x) * 0.45);
+    rec.el.setAttribute("d", "M" + a.x.toFixed(1) + " " + a.y.toFixed(1) + " C" + (a.x + dx).toFixed(1) + " " +
+      a.y.toFixed(1) + " " + (b.x - dx).toFixed(1) + " " + b.y.toFixed(1) + " " + b.x.toFixed(1) + " " + b.y.toFixed(1));
+  }
+  function drawEdges(m, g, root) {
+    var ge = sv("g", {"class": "edges"});
+    var maxAbs = maxAbsOf((g.edges || []).map(function (e) { return e.weight; }));
+    m.edgeRecs = [];
+    function add(e, cls) {
+      var s = m.byId[e.src], t = m.byId[e.dst];
       if (!s || !t) { return; }
       var w = isNum(e.weight) ? e.weight : 0;
       var scale = cls === "edge" ? 3.4 : 1.2;  // links that are not circuit edges stay thin
       var p = sv("path", {"class": cls + (w >= 0 ? " pos" : " neg"), "data-src": e.src, "data-dst": e.dst,
         "data-weight": w, "stroke-width": (0.6 + scale * Math.sqrt(maxAbs > 0 ? Math.min(1, Math.abs(w) / maxAbs) : 0)).toFixed(2)});
       var rec = {el: p, s: s, t: t, w: Math.abs(w), terminal: cls !== "edge"};
-      s.edgesOut.push(rec); t.edgesIn.push(rec); edgeRecs.push(rec);
-      gEdges.appendChild(p);
+      s.edgesOut.push(rec); t.edgesIn.push(rec); m.edgeRecs.push(rec);
+      ge.appendChild(p);
     }
-    edges.forEach(function (e) { addEdge(e, "edge"); });
-    (data.terminal_links || []).forEach(function (e) { addEdge(e, "terminal-link"); });
-    (data.residual_links || []).forEach(function (e) { addEdge(e, "residual-link"); });
-    function pos(r) { return r.col.collapsed ? {x: r.col.x, y: r.col.cy} : {x: r.x, y: r.y}; }
-    function drawEdge(rec) {
-      var a = pos(rec.s), b = pos(rec.t), dx = Math.max(20, (b.x - a.x) * 0.45);
-      rec.el.setAttribute("d", "M" + a.x.toFixed(1) + " " + a.y.toFixed(1) + " C" + (a.x + dx).toFixed(1) + " " +
-        a.y.toFixed(1) + " " + (b.x - dx).toFixed(1) + " " + b.y.toFixed(1) + " " + b.x.toFixed(1) + " " + b.y.toFixed(1));
-    }
-    edgeRecs.forEach(drawEdge);
-
-    // nodes
-    var tooltip = el("div"); tooltip.id = "tooltip"; document.body.appendChild(tooltip);
-    var selected = null;
-    function nodeTitle(r) { return r.term ? (r.d.label || r.d.id) : r.d.id; }
-    Object.keys(byId).forEach(function (id) {
-      var r = byId[id];
-      var g = sv("g", {"class": "node " + (r.term ? "terminal-node" : "circuit-node"), "data-node-id": id,
+    (g.edges || []).forEach(function (e) { add(e, "edge"); });
+    (g.terminal_links || []).forEach(function (e) { add(e, "terminal-link"); });
+    (g.residual_links || []).forEach(function (e) { add(e, "residual-link"); });
+    m.edgeRecs.forEach(drawEdge);
+    root.appendChild(ge);
+  }
+  function nodeLabel(r) {
+    if (r.term && r.d.kind === "embed") { return svText(-R_NODE - 6, 4, termLabel(r.d), "", "end"); }
+    var text = r.term ? termLabel(r.d) : (hasHead(r.d) ? r.d.head + "." + r.d.channel : r.d.index);
+    return svText(R_NODE + (r.term ? 6 : 3), 4, text, "");
+  }
+  function drawNodes(m, root) {
+    var gn = sv("g", {"class": "nodes"});
+    Object.keys(m.byId).forEach(function (id) {
+      var r = m.byId[id];
+      r.el = sv("g", {"class": "node " + (r.term ? "terminal-node" : "circuit-node"), "data-node-id": id,
         transform: "translate(" + r.x + "," + r.y + ")"});
-      g.appendChild(sv("circle", {r: r.term ? R_NODE + 2 : R_NODE}));
-      g.appendChild(svText(R_NODE + 3, 3, r.term ? (r.d.label || r.d.id) : (r.d.head !== null && r.d.head !== undefined ? r.d.head + "." + r.d.channel : r.d.index), ""));
-      g.addEventListener("mouseenter", function (ev) { hover(r, true, ev); });
-      g.addEventListener("mousemove", function (ev) { moveTip(ev); });
-      g.addEventListener("mouseleave", function () { hover(r, false); });
-      g.addEventListener("click", function (ev) { ev.stopPropagation(); if (!dragMoved) { select(r); } });
-      r.el = g;
-      gNodes.appendChild(g);
+      r.circle = sv("circle", {r: r.term ? R_NODE + 2 : R_NODE});
+      r.el.appendChild(r.circle);
+      r.el.appendChild(nodeLabel(r));
+      gn.appendChild(r.el);
     });
-    cols.forEach(function (c) {
-      var g = sv("g", {"class": "node collapsed-node hidden", "data-col": c.key, transform: "translate(" + c.x + "," + c.cy + ")"});
-      g.appendChild(sv("circle", {r: R_NODE + 4}));
-      g.appendChild(svText(R_NODE + 6, 3, c.items.length + " nodes", ""));
-      g.addEventListener("click", function (ev) { ev.stopPropagation(); if (!dragMoved) { setCollapsed(c, false); } });
-      c.summaryEl = g;
-      gNodes.appendChild(g);
+    m.cols.forEach(function (c) {
+      c.summaryEl = sv("g", {"class": "node collapsed-node hidden", "data-col": c.key, transform: "translate(" + c.x + "," + c.cy + ")"});
+      c.summaryEl.appendChild(sv("circle", {r: R_NODE + 4}));
+      c.summaryEl.appendChild(svText(0, R_NODE + 16, c.items.length, "", "middle"));
+      gn.appendChild(c.summaryEl);
     });
-    function moveTip(ev) { tooltip.style.left = (ev.clientX + 12) + "px"; tooltip.style.top = (ev.clientY + 12) + "px"; }
-    function markEdges(r, cls, on) {
-      r.edgesIn.concat(r.edgesOut).forEach(function (e) { e.el.classList.toggle(cls, on); });
+    root.appendChild(gn);
+  }
+  function locationColor(m, alias) {
+    var i = m.locs.indexOf(alias);
+    return i < 0 ? "#e2e8f0" : LOC_COLORS[i % LOC_COLORS.length];
+  }
+  function colorNodes(m, mode) {
+    Object.keys(m.byId).forEach(function (id) {
+      var r = m.byId[id];
+      if (!r.term) { r.circle.setAttribute("fill", mode === "agreement" ? agreementColor(r.d.agreement) : locationColor(m, r.d.alias)); }
+    });
+  }
+  function colorLegend(legend, m, mode) {
+    clear(legend);
+    legend.setAttribute("data-mode", mode);
+    if (mode !== "agreement") {
+      legend.appendChild(el("span", "muted", "node colour: location "));
+      m.locs.forEach(function (a) {
+        if (m.nodes.some(function (n) { return n.alias === a; })) { legend.appendChild(swatch(locationColor(m, a), a)); }
+      });
+      return;
     }
+    legend.appendChild(el("span", "muted", "node colour: correlation of the node's activation in the circuit with the full model "));
+    [0, 0.25, 0.5, 0.75, 1].forEach(function (v) { legend.appendChild(swatch(agreementColor(v), v === 0 ? "\u2264 0" : String(v))); });
+    legend.appendChild(swatch(NO_VALUE, "not computed"));
+    if (!m.nodes.some(function (n) { return isNum(n.agreement); })) {
+      legend.appendChild(el("span", "muted", " (agreement not computed for this circuit: run validation, then rebuild the report)"));
+    }
+  }
+
+  // ---------- the circuit graph: interaction ----------
+  var tooltipEl = null;
+  function tooltip() {
+    if (!tooltipEl) { tooltipEl = el("div"); tooltipEl.id = "tooltip"; document.body.appendChild(tooltipEl); }
+    return tooltipEl;
+  }
+  function zoomPan(root, m) {
+    var v = {x: 0, y: 0, w: m.width, h: m.height}, drag = null, moved = false;
+    function set(x, y, w, h) {
+      v = {x: x, y: y, w: w, h: h};
+      root.setAttribute("viewBox", [x, y, w, h].map(function (n) { return n.toFixed(2); }).join(" "));
+    }
+    function toSvg(cx, cy) {
+      var pt = root.createSVGPoint(); pt.x = cx; pt.y = cy;
+      return pt.matrixTransform(root.getScreenCTM().inverse());
+    }
+    root.addEventListener("wheel", function (ev) {
+      ev.preventDefault();
+      var f = Math.exp(Math.max(-0.5, Math.min(0.5, ev.deltaY * 0.0015)));
+      var p = toSvg(ev.clientX, ev.clientY);
+      set(p.x - (p.x - v.x) * f, p.y - (p.y - v.y) * f, v.w * f, v.h * f);
+    }, {passive: false});
+    root.addEventListener("mousedown", function (ev) {
+      if (ev.button !== 0) { return; }
+      drag = {cx: ev.clientX, cy: ev.clientY, x: v.x, y: v.y, scale: root.getScreenCTM().a};
+      moved = false;
+    });
+    window.addEventListener("mousemove", function (ev) {
+      if (!drag) { return; }
+      var dx = ev.clientX - drag.cx, dy = ev.clientY - drag.cy;
+      if (Math.abs(dx) + Math.abs(dy) > 3) { moved = true; root.classList.add("dragging"); }
+      if (moved) { set(drag.x - dx / drag.scale, drag.y - dy / drag.scale, v.w, v.h); }
+    });
+    window.addEventListener("mouseup", function () {
+      drag = null; root.classList.remove("dragging");
+      setTimeout(function () { moved = false; }, 0);
+    });
+    return {
+      reset: function () { set(0, 0, m.width, m.height); },
+      moved: function () { return moved; },
+      centerOn: function (r) {
+        var w = Math.min(v.w, m.width), h = Math.min(v.h, m.height);
+        set(r.x - w / 2, r.y - h / 2, w, h);
+      }
+    };
+  }
+  function interactions(m, panel, g, view) {
+    var selected = null, tip = tooltip();
+    function markEdges(r, cls, on) { r.edgesIn.concat(r.edgesOut).forEach(function (e) { e.el.classList.toggle(cls, on); }); }
+    function moveTip(ev) { tip.style.left = (ev.clientX + 12) + "px"; tip.style.top = (ev.clientY + 12) + "px"; }
     function hover(r, on, ev) {
       r.el.classList.toggle("hover", on);
       markEdges(r, "hl", on || r === selected);
-      if (on) { tooltip.textContent = nodeTitle(r); tooltip.style.display = "block"; moveTip(ev); } else { tooltip.style.display = "none"; }
+      if (on) { tip.textContent = nodeTitle(r); tip.style.display = "block"; moveTip(ev); } else { tip.style.display = "none"; }
     }
     function select(r) {
       if (selected) { selected.el.classList.remove("selected"); markEdges(selected, "hl", false); }
       selected = r;
       r.el.classList.add("selected");
       markEdges(r, "hl", true);
-      renderPanel(panel, r, select, byId);
+      renderPanel(panel, r, g, select);
     }
     function setCollapsed(c, on, fromBox) {
       c.collapsed = on;
@@ -429,131 +693,207 @@
       c.summaryEl.classList.toggle("hidden", !on);
       c.items.forEach(function (r) { r.el.classList.toggle("hidden", on); });
       c.items.forEach(function (r) { r.edgesIn.concat(r.edgesOut).forEach(drawEdge); });
-      var box = document.querySelector('input[data-collapse="' + c.alias + '"]');
-      if (box && !fromBox) { box.checked = cols.filter(function (k) { return k.alias === c.alias; }).every(function (k) { return k.collapsed; }); }
+      // a head band whose nodes are all collapsed would be an empty box
+      m.bands.forEach(function (b) {
+        var empty = b.items.every(function (r) { return r.col.collapsed; });
+        b.parts.forEach(function (e) { e.classList.toggle("hidden", empty); });
+      });
+      var box = m.boxes[c.alias];
+      if (box && !fromBox) { box.checked = m.cols.every(function (k) { return k.alias !== c.alias || k.collapsed; }); }
     }
+    Object.keys(m.byId).forEach(function (id) {
+      var r = m.byId[id];
+      r.el.addEventListener("mouseenter", function (ev) { hover(r, true, ev); });
+      r.el.addEventListener("mousemove", moveTip);
+      r.el.addEventListener("mouseleave", function () { hover(r, false); });
+      r.el.addEventListener("click", function (ev) { ev.stopPropagation(); if (!view.moved()) { select(r); } });
+    });
+    m.cols.forEach(function (c) {
+      c.labelEl.addEventListener("click", function () { setCollapsed(c, !c.collapsed); });
+      c.summaryEl.addEventListener("click", function (ev) { ev.stopPropagation(); if (!view.moved()) { setCollapsed(c, false); } });
+    });
+    return {select: select, setCollapsed: setCollapsed};
+  }
 
-    // controls: weight threshold, collapse per location, search, reset view
-    var controls = el("div", "controls");
-    var thrLabel = el("label", null, "min |weight| ");
-    var slider = el("input"); slider.type = "range"; slider.min = "0"; slider.max = "1000"; slider.value = "0"; slider.id = "weight-threshold";
-    var thrText = el("span", "mono"); thrText.id = "weight-threshold-value";
-    thrLabel.appendChild(slider); thrLabel.appendChild(thrText);
-    controls.appendChild(thrLabel);
-    var sortedW = edgeRecs.filter(function (e) { return !e.terminal; }).map(function (e) { return e.w; }).sort(function (a, b) { return a - b; });
-    function applyThreshold() {
-      // the slider picks a quantile of |weight|, so it stays useful for heavy-tailed weights
+  // ---------- the circuit graph: controls ----------
+  function edgeFilter(m, id) {
+    // the slider picks a quantile of |weight|, so it stays useful for heavy-tailed weights
+    var slider = el("input"); slider.type = "range"; slider.min = "0"; slider.max = "1000"; slider.value = "0"; slider.id = id("weight-threshold");
+    var text = el("span", "mono"); text.id = id("weight-threshold-value");
+    var links = el("input"); links.type = "checkbox"; links.id = id("show-links");
+    links.checked = m.nodes.length <= MANY_NODES;  // dashed links clutter large circuits
+    var sorted = m.edgeRecs.filter(function (e) { return !e.terminal; }).map(function (e) { return e.w; }).sort(function (a, b) { return a - b; });
+    function apply() {
       var q = Number(slider.value) / 1000;
-      var thr = sortedW.length ? sortedW[Math.min(sortedW.length - 1, Math.floor(q * sortedW.length))] : 0;
-      if (q === 0) { thr = 0; }
+      var thr = q > 0 && sorted.length ? sorted[Math.min(sorted.length - 1, Math.floor(q * sorted.length))] : 0;
       var shown = 0;
-      edgeRecs.forEach(function (e) {
-        var hide = e.terminal ? !linksBox.checked : e.w < thr;
+      m.edgeRecs.forEach(function (e) {
+        var hide = e.terminal ? !links.checked : e.w < thr;
         e.el.classList.toggle("hidden", hide);
         if (!hide && !e.terminal) { shown++; }
       });
-      thrText.textContent = " " + fmt(thr, 4) + " (" + shown + " of " + sortedW.length + " edges)";
+      text.textContent = " " + fmt(thr, 4) + " (" + shown + " of " + sorted.length + " edges)";
     }
-    slider.addEventListener("input", applyThreshold);
+    slider.addEventListener("input", apply);
+    links.addEventListener("change", apply);
+    var thrLabel = labelled("min |weight| ", slider);
+    thrLabel.appendChild(text);
     var linksLabel = el("label");
-    var linksBox = el("input"); linksBox.type = "checkbox"; linksBox.checked = true; linksBox.id = "show-links";
-    linksBox.addEventListener("change", applyThreshold);
-    linksLabel.appendChild(linksBox); linksLabel.appendChild(document.createTextNode(" show dashed links"));
-    controls.appendChild(linksLabel);
+    linksLabel.appendChild(links); linksLabel.appendChild(document.createTextNode(" show dashed links"));
+    apply();
+    return [thrLabel, linksLabel];
+  }
+  function collapseControls(m, act) {
     var toggles = el("span", "collapse-toggles");
     toggles.appendChild(el("span", "muted", "collapse: "));
     var aliases = [];
-    cols.forEach(function (c) { if (aliases.indexOf(c.alias) < 0) { aliases.push(c.alias); } });
-    aliases.forEach(function (alias) {
+    m.cols.forEach(function (c) { if (aliases.indexOf(c.alias) < 0) { aliases.push(c.alias); } });
+    function box(key, text, onChange) {
       var lab = el("label");
-      var box = el("input"); box.type = "checkbox"; box.setAttribute("data-collapse", alias);
-      box.addEventListener("change", function () {
-        cols.forEach(function (c) { if (c.alias === alias) { setCollapsed(c, box.checked, true); } });
-      });
-      lab.appendChild(box); lab.appendChild(document.createTextNode(" " + alias));
+      var b = el("input"); b.type = "checkbox"; b.setAttribute("data-collapse", key);
+      b.addEventListener("change", function () { onChange(b.checked); });
+      lab.appendChild(b); lab.appendChild(document.createTextNode(" " + text));
       toggles.appendChild(lab);
+      return b;
+    }
+    var all = box("all", "all", function (on) {
+      m.cols.forEach(function (c) { act.setCollapsed(c, on, true); });
+      aliases.forEach(function (a) { m.boxes[a].checked = on; });
     });
-    controls.appendChild(toggles);
-    var search = el("input"); search.type = "search"; search.id = "node-search"; search.placeholder = "find node id, e.g. mlp.hook_post:12";
-    search.style.width = "240px";
-    var searchInfo = el("span", "muted");
-    search.addEventListener("input", function () { doSearch(false); });
-    search.addEventListener("keydown", function (ev) { if (ev.key === "Enter") { doSearch(true); } });
-    function doSearch(jump) {
-      var q = search.value.trim().toLowerCase();
-      var hits = [];
-      Object.keys(byId).forEach(function (id) {
-        var hit = q.length > 0 && id.toLowerCase().indexOf(q) >= 0;
-        byId[id].el.classList.toggle("search-hit", hit);
-        if (hit) { hits.push(byId[id]); }
+    aliases.forEach(function (alias) {
+      m.boxes[alias] = box(alias, alias, function (on) {
+        m.cols.forEach(function (c) { if (c.alias === alias) { act.setCollapsed(c, on, true); } });
+        all.checked = aliases.every(function (a) { return m.boxes[a].checked; });
       });
-      searchInfo.textContent = q ? hits.length + " match" + (hits.length === 1 ? "" : "es") : "";
+    });
+    return toggles;
+  }
+  function searchControl(m, act, view, id) {
+    var span = el("span");
+    var search = el("input"); search.type = "search"; search.id = id("node-search"); search.placeholder = "find node id, e.g. mlp.hook_post:12";
+    var info = el("span", "muted");
+    function doSearch(jump) {
+      var q = search.value.trim().toLowerCase(), hits = [];
+      Object.keys(m.byId).forEach(function (nid) {
+        var hit = q.length > 0 && nid.toLowerCase().indexOf(q) >= 0;
+        m.byId[nid].el.classList.toggle("search-hit", hit);
+        if (hit) { hits.push(m.byId[nid]); }
+      });
+      info.textContent = q ? " " + hits.length + " match" + (hits.length === 1 ? "" : "es") : "";
       var exact = hits.filter(function (r) { return r.d.id.toLowerCase() === q; });
       var target = exact.length ? exact[0] : (jump && hits.length ? hits[0] : null);
       if (target) {
-        if (target.col.collapsed) { setCollapsed(target.col, false); }
-        select(target);
-        centerOn(target);
+        if (target.col.collapsed) { act.setCollapsed(target.col, false); }
+        act.select(target);
+        view.centerOn(target);
       }
     }
-    controls.appendChild(search); controls.appendChild(searchInfo);
-    var reset = el("button", null, "reset view");
-    reset.addEventListener("click", function () { setView(0, 0, width, height); });
-    controls.appendChild(reset);
-    container.appendChild(controls);
-
-    // zoom and pan on the viewBox
-    var view = {x: 0, y: 0, w: width, h: height};
-    function setView(x, y, w, h) {
-      view = {x: x, y: y, w: w, h: h};
-      root.setAttribute("viewBox", [x, y, w, h].map(function (v) { return v.toFixed(2); }).join(" "));
-    }
-    function toSvg(cx, cy) {
-      var pt = root.createSVGPoint(); pt.x = cx; pt.y = cy;
-      return pt.matrixTransform(root.getScreenCTM().inverse());
-    }
-    function centerOn(r) {
-      var w = Math.min(view.w, width), h = Math.min(view.h, height);
-      setView(r.x - w / 2, r.y - h / 2, w, h);
-    }
-    root.addEventListener("wheel", function (ev) {
-      ev.preventDefault();
-      var f = Math.exp(Math.max(-0.5, Math.min(0.5, ev.deltaY * 0.0015)));
-      var p = toSvg(ev.clientX, ev.clientY);
-      setView(p.x - (p.x - view.x) * f, p.y - (p.y - view.y) * f, view.w * f, view.h * f);
-    }, {passive: false});
-    var drag = null, dragMoved = false;
-    root.addEventListener("mousedown", function (ev) {
-      if (ev.button !== 0) { return; }
-      drag = {cx: ev.clientX, cy: ev.clientY, x: view.x, y: view.y, scale: root.getScreenCTM().a};
-      dragMoved = false;
-    });
-    window.addEventListener("mousemove", function (ev) {
-      if (!drag) { return; }
-      var dx = ev.clientX - drag.cx, dy = ev.clientY - drag.cy;
-      if (Math.abs(dx) + Math.abs(dy) > 3) { dragMoved = true; root.classList.add("dragging"); }
-      if (dragMoved) { setView(drag.x - dx / drag.scale, drag.y - dy / drag.scale, view.w, view.h); }
-    });
-    window.addEventListener("mouseup", function () {
-      drag = null; root.classList.remove("dragging");
-      setTimeout(function () { dragMoved = false; }, 0);
-    });
-
-    var box = el("div"); box.id = "graph-box";
-    box.appendChild(root);
-    var status = el("div"); status.id = "graph-status";
-    status.textContent = nodes.length + " nodes, " + edges.length + " edges; wheel to zoom, drag to pan, click a node for details";
-    box.appendChild(status);
-    applyThreshold();
-    function fit() {
-      // size the drawing to the graph's aspect ratio so small circuits are not drawn tiny
-      var hpx = Math.max(260, Math.min(760, root.clientWidth * height / width + 24));
-      root.style.height = hpx.toFixed(0) + "px";
-    }
-    return {box: box, byId: byId, select: select, fit: fit};
+    search.addEventListener("input", function () { doSearch(false); });
+    search.addEventListener("keydown", function (ev) { if (ev.key === "Enter") { doSearch(true); } });
+    span.appendChild(search); span.appendChild(info);
+    return span;
+  }
+  function colorControl(m, id, legend) {
+    var s = selectEl(id("color-mode"), [["location", "location"], ["agreement", "agreement with full model"]]);
+    function apply() { colorNodes(m, s.value); colorLegend(legend, m, s.value); }
+    s.addEventListener("change", apply);
+    apply();
+    return labelled("colour ", s);
   }
 
-  // ---------- the node panel ----------
+  // ---------- the circuit graph: export ----------
+  function graphSvgText(root, m) {
+    var clone = root.cloneNode(true);
+    ["id", "class", "style"].forEach(function (a) { clone.removeAttribute(a); });
+    attrs(clone, {viewBox: "0 0 " + m.width.toFixed(0) + " " + m.height.toFixed(0), width: m.width.toFixed(0), height: m.height.toFixed(0)});
+    var style = document.createElementNS(SVGNS, "style");
+    style.textContent = document.querySelector("head style").textContent;  // the viewer's own rules
+    clone.insertBefore(sv("rect", {width: "100%", height: "100%", fill: "#ffffff"}), clone.firstChild);
+    clone.insertBefore(style, clone.firstChild);
+    return new XMLSerializer().serializeToString(clone);
+  }
+  function svgDataUrl(text) { return "data:image/svg+xml;charset=utf-8," + encodeURIComponent(text); }
+  function download(href, name) {
+    var a = el("a", "hidden");
+    a.setAttribute("href", href);
+    a.setAttribute("download", name);
+    document.body.appendChild(a);
+    a.click();
+    document.body.removeChild(a);
+  }
+  function exportPng(text, m, name) {
+    // the page allows images from data: URLs only, so the SVG goes through one
+    var img = new Image(), k = 2;
+    img.onload = function () {
+      var cv = document.createElement("canvas");
+      cv.width = Math.ceil(m.width * k); cv.height = Math.ceil(m.height * k);
+      cv.getContext("2d").drawImage(img, 0, 0, cv.width, cv.height);
+      download(cv.toDataURL("image/png"), name);
+    };
+    img.src = svgDataUrl(text);
+  }
+  function exportButtons(m, g, root, id) {
+    var name = "circuit-" + String((g.task && g.task.name) || "graph").replace(/[^A-Za-z0-9_.-]+/g, "_");
+    var span = el("span", "export");
+    var bs = el("button", null, "export SVG"); bs.id = id("export-svg");
+    bs.addEventListener("click", function () { download(svgDataUrl(graphSvgText(root, m)), name + ".svg"); });
+    var bp = el("button", null, "export PNG"); bp.id = id("export-png");
+    bp.addEventListener("click", function () { exportPng(graphSvgText(root, m), m, name + ".png"); });
+    span.appendChild(bs); span.appendChild(bp);
+    return span;
+  }
+
+  // ---------- the circuit graph ----------
+  function buildGraph(host, panel, g, suffix) {
+    function id(name) { return name + suffix; }
+    var m = graphModel(g);
+    layoutX(m, Math.max(320, host.clientWidth - 2));
+    layoutY(m, g.roles || {}, ROW_H);
+    if (m.height > MAX_H) {  // tall columns: tighter rows before the drawing has to shrink
+      layoutY(m, g.roles || {}, Math.max(MIN_ROW_H, ROW_H * (MAX_H - TOP) / (m.height - TOP)));
+    }
+    var root = sv("svg", {"class": "graph", viewBox: "0 0 " + m.width + " " + m.height});
+    root.id = id("graph");
+    drawBands(m, root); drawLabels(m, root); drawEdges(m, g, root);
+    root.appendChild(m.headLabels);
+    drawNodes(m, root);
+    var view = zoomPan(root, m), act = interactions(m, panel, g, view);
+    var controls = el("div", "controls"), legend = el("div", "color-legend");
+    edgeFilter(m, id).forEach(function (c) { controls.appendChild(c); });
+    controls.appendChild(collapseControls(m, act));
+    controls.appendChild(searchControl(m, act, view, id));
+    controls.appendChild(colorControl(m, id, legend));
+    var reset = el("button", null, "reset view");
+    reset.addEventListener("click", view.reset);
+    controls.appendChild(reset);
+    controls.appendChild(exportButtons(m, g, root, id));
+    host.appendChild(controls);
+    host.appendChild(legend);
+    var box = el("div", "graph-box"); box.id = id("graph-box");
+    box.appendChild(root);
+    var status = el("div", "graph-status", m.nodes.length + " nodes, " + (g.edges || []).length +
+      " edges; wheel to zoom, drag to pan, click a node for its details below");
+    status.id = id("graph-status");
+    box.appendChild(status);
+    return {box: box, m: m, select: act.select, fit: function () {
+      // at the default zoom one unit is one pixel unless the graph is wider or taller than the page allows
+      root.style.height = Math.max(200, Math.min(MAX_H, root.clientWidth * m.height / m.width)).toFixed(0) + "px";
+    }};
+  }
+  function mountGraph(parent, g, suffix) {
+    var host = el("div");
+    parent.appendChild(host);
+    var panel = el("aside", "node-panel"); panel.id = "node-panel" + suffix;
+    panel.appendChild(el("p", "muted", "Click a node to see its location, activations, snippets and strongest links."));
+    var graph = buildGraph(host, panel, g, suffix);
+    var wrap = el("div", "graph-wrap");
+    wrap.appendChild(graph.box); wrap.appendChild(panel);
+    parent.appendChild(wrap);
+    graph.fit();
+    return graph;
+  }
+
+  // ---------- the node panel: facts ----------
   function actsPlot(a, b) {
     var W = 320, H = 70, L = 24, R = 8;
     var vals = a.concat(b).filter(isNum);
@@ -575,15 +915,15 @@
     var g = (xs || []).filter(isNum);
     return g.length ? g.reduce(function (s, v) { return s + v; }, 0) / g.length : null;
   }
-  function renderPanel(panel, r, select, byId) {
-    while (panel.firstChild) { panel.removeChild(panel.firstChild); }
-    var d = r.d;
-    panel.setAttribute("data-node-id", d.id);
-    panel.appendChild(el("h3", null, r.term ? (d.label || d.id) : d.id));
-    var dl = el("dl");
+  function agreementText(d) {
+    if (!isNum(d.agreement)) { return null; }
+    return d.agreement.toFixed(2) + (d.agreement_trivial ? " (trivially: reads the embedding)" : "");
+  }
+  function nodeFields(r) {
+    var d = r.d, dl = el("dl");
     function row(label, value, cls) {
       dl.appendChild(el("dt", null, label));
-      dl.appendChild(el("dd", cls, value));
+      dl.appendChild(el("dd", cls + (value === null ? " muted" : ""), value === null ? "not computed" : value));
     }
     if (r.term) {
       row("kind", d.kind === "embed" ? "token embedding" : "logit", "field-kind");
@@ -594,149 +934,447 @@
       row("hook", d.hook, "field-hook mono");
       row("layer", d.layer, "field-layer");
       row("index", d.index, "field-index");
-      row("head", d.head === null || d.head === undefined ? "n/a" : d.head, "field-head");
-      if (d.head !== null && d.head !== undefined) { row("channel in head", d.channel, "field-channel"); }
+      row("head", hasHead(d) ? d.head : "n/a", "field-head");
+      if (hasHead(d)) { row("channel in head", d.channel, "field-channel"); }
       row("ablation value", fmt(d.ablation_value), "field-ablation");
       row("\u0394 task loss if removed alone", fmt(d.delta_loss), "field-delta");
+      row("agreement with full model", agreementText(d), "field-agreement");
     }
     row("edges in / out", r.edgesIn.length + " / " + r.edgesOut.length, "field-degree");
-    panel.appendChild(dl);
-    if (!r.term) {
-      panel.appendChild(el("h3", null, "Activations on task pairs (last token)"));
-      var acts = d.acts;
-      if (!acts) {
-        panel.appendChild(el("p", "muted", "not computed (build the report with the model to see them)"));
-      } else {
-        Object.keys(acts).forEach(function (which) {
-          var ab = acts[which];
-          panel.appendChild(el("div", "snippet-head", which + " model: mean A " + fmt(mean(ab.a), 3) + ", mean B " + fmt(mean(ab.b), 3) +
-            " over " + (ab.a || []).length + " pairs"));
-          panel.appendChild(actsPlot(ab.a || [], ab.b || []));
-        });
-      }
-      panel.appendChild(el("h3", null, "Top-activating pretraining snippets"));
-      if (!d.snippets) {
-        panel.appendChild(el("p", "muted", "not computed (build the report with the model and --data to see them)"));
-      } else if (!d.snippets.length) {
-        panel.appendChild(el("p", "muted", "no nonzero activation in the sampled windows"));
-      } else {
-        d.snippets.forEach(function (sn) {
-          panel.appendChild(el("div", "snippet-head", "activation " + fmt(sn.max, 3)));
-          panel.appendChild(tokenLine(sn.tokens, sn.acts, sn.focus));
-        });
-      }
-    }
-    function edgeList(title, list, other) {
-      if (!list.length) { return; }
-      panel.appendChild(el("h3", null, title));
-      var t = el("table");
-      list.slice().sort(function (a, b) { return b.w - a.w; }).slice(0, 12).forEach(function (e) {
-        var tr = el("tr");
-        var td = el("td");
-        var btn = el("button", "mono", other(e).d.id);
-        btn.addEventListener("click", function () { select(other(e)); });
-        td.appendChild(btn);
-        tr.appendChild(td);
-        tr.appendChild(el("td", "num", fmt(Number(e.el.getAttribute("data-weight")), 4)));
-        t.appendChild(tr);
-      });
-      panel.appendChild(t);
-    }
-    edgeList("Strongest inputs", r.edgesIn, function (e) { return e.s; });
-    edgeList("Strongest outputs", r.edgesOut, function (e) { return e.t; });
+    return dl;
+  }
+  function statsBlock(st) {
+    if (!st) { return notComputed("Activation statistics on pretraining text"); }
+    var p = el("p", "act-stats");
+    var qs = (st.quantiles || []).map(function (q) { return String(+(100 * q[0]).toPrecision(3)) + "%: " + fmt(q[1], 3); });
+    p.textContent = "Over " + fmt(st.n_tokens) + " pretraining tokens: nonzero on " +
+      (isNum(st.fraction_nonzero) ? (100 * st.fraction_nonzero).toFixed(1) + "%" : "not computed") +
+      " of them" + (qs.length ? "; quantiles " + qs.join(", ") : "");
+    return p;
+  }
+  function lastTokenActs(parent, acts) {
+    parent.appendChild(el("h3", null, "Activations on task pairs (last token)"));
+    if (!acts) { parent.appendChild(notComputed("Activations (build the report with the model to see them)")); return; }
+    Object.keys(acts).forEach(function (which) {
+      var ab = acts[which] || {};
+      parent.appendChild(el("div", "snippet-head", which + " model: mean A " + fmt(mean(ab.a), 3) + ", mean B " + fmt(mean(ab.b), 3) +
+        " over " + (ab.a || []).length + " pairs"));
+      parent.appendChild(actsPlot(ab.a || [], ab.b || []));
+    });
+  }
+  function edgeList(parent, title, list, other, select) {
+    if (!list.length) { return; }
+    parent.appendChild(el("h3", null, title));
+    var t = el("table");
+    list.slice().sort(function (a, b) { return b.w - a.w; }).slice(0, 12).forEach(function (e) {
+      var tr = el("tr"), td = el("td");
+      var btn = el("button", "mono", other(e).d.id);
+      btn.addEventListener("click", function () { select(other(e)); });
+      td.appendChild(btn);
+      tr.appendChild(td);
+      tr.appendChild(el("td", "num", fmt(Number(e.el.getAttribute("data-weight")), 4)));
+      t.appendChild(tr);
+    });
+    parent.appendChild(t);
   }
 
-  // ---------- pages ----------
-  function renderCircuit() {
+  // ---------- the node panel: snippets by activation quantile ----------
+  function snippetBlock(parent, d) {
+    parent.appendChild(el("h3", null, "Pretraining snippets by activation quantile"));
+    if (!d.snippet_groups && d.snippets) { oldSnippets(parent, d.snippets); return; }
+    if (!d.snippet_groups) { parent.appendChild(notComputed("Snippets (build the report with the model and --data to see them)")); return; }
+    if (!d.snippet_groups.length) { parent.appendChild(el("p", "muted", "no snippets in the sampled windows")); return; }
+    d.snippet_groups.forEach(function (grp) {
+      // the extremes start open; the quantiles in between open on a click (a panel stays short)
+      var box = el("details", "snippet-group");
+      box.open = grp.label === "top" || grp.label === "bottom";
+      box.setAttribute("data-label", grp.label);
+      box.appendChild(el("summary", "snippet-group-head", grp.label + (isNum(grp.quantile) ? " (quantile " + grp.quantile + ")" : "") +
+        ": activation " + fmt(grp.value, 3) + " (" + (grp.snippets || []).length + " snippets)"));
+      if (!has(grp.snippets)) { box.appendChild(el("p", "muted", "no snippet at this quantile")); }
+      (grp.snippets || []).forEach(function (sn) {
+        if (sn.value !== grp.value) { box.appendChild(el("div", "snippet-head", "activation " + fmt(sn.value, 3))); }
+        box.appendChild(tokenLine(sn.tokens, sn.acts, sn.focus));
+      });
+      parent.appendChild(box);
+    });
+  }
+  function oldSnippets(parent, snippets) {
+    // reports written before snippet groups: the top-activating snippets only
+    parent.appendChild(el("p", "muted", "top-activating snippets only (quantile groups not computed in this report)"));
+    if (!snippets.length) { parent.appendChild(el("p", "muted", "no nonzero activation in the sampled windows")); }
+    snippets.forEach(function (sn) {
+      parent.appendChild(el("div", "snippet-head", "activation " + fmt(sn.max, 3)));
+      parent.appendChild(tokenLine(sn.tokens, sn.acts, sn.focus));
+    });
+  }
+
+  // ---------- the node panel: activation heatmaps ----------
+  var HM_CELL = 46, HM_LABEL = 60;
+  var heatRun = "full";  // the run the panel's heatmaps show, kept from node to node
+
+  function compactToken(s) { return String(s).replace(/\n/g, "\u21b5").replace(/\t/g, "\u2192"); }
+  function diffValues(a, b) { return a.map(function (v, i) { return isNum(v) && isNum(b[i]) ? v - b[i] : null; }); }
+  function exampleSpecs(ta, run, examples) {
+    var acts = ta && ta[run];
+    if (!acts) { return null; }
+    return (acts.a || []).map(function (a, i) {
+      var ex = examples[i] || {}, b = (acts.b || [])[i] || [];
+      a = a || [];
+      var rows = [{key: "a", label: "A", tokens: ex.a_tokens, values: a}, {key: "b", label: "B", tokens: ex.b_tokens, values: b}];
+      if (a.length === b.length) { rows.push({key: "diff", label: "A\u2212B", values: diffValues(a, b)}); }
+      return {kind: "example", example: i, title: "pair " + (i + 1), rows: rows};
+    });
+  }
+  function classSpec(ca, run, cp) {
+    var acts = ca && ca[run];
+    if (!acts) { return null; }
+    var a = acts.a || [], b = acts.b || [];
+    cp = cp || {};
+    return {kind: "class", title: "mean over " + (isNum(cp.n_pairs) ? cp.n_pairs + " " : "") +
+      "pairs of each class, positions aligned at the last prompt token",
+      header: cp.labels || a.map(function (v, i) { return String(i - a.length + 1); }),
+      rows: [{key: "a", label: "A mean", values: a}, {key: "b", label: "B mean", values: b},
+        {key: "diff", label: "A\u2212B", values: diffValues(a, b)}]};
+  }
+  function hmCell(row, i, scale) {
+    if (i >= row.values.length) { return el("td", "hm-empty"); }
+    var v = row.values[i], tok = row.tokens ? row.tokens[i] : undefined;
+    var td = el("td", "hm-cell", tok !== undefined ? compactToken(tok) : (isNum(v) ? fmt(v, 2) : ""));
+    if (!isNum(v)) { td.classList.add("hm-none"); td.setAttribute("title", "not computed"); return td; }
+    td.setAttribute("data-value", String(v));
+    td.style.backgroundColor = divColor(v, scale);
+    if (Math.abs(v) > 0.6 * scale) { td.classList.add("hm-strong"); }
+    td.setAttribute("title", row.label + (tok !== undefined ? " " + JSON.stringify(String(tok)) : "") + ": " + fmt(v, 3));
+    return td;
+  }
+  function hmTable(spec, start, count, scale) {
+    var t = el("table", "hm");
+    t.style.width = (HM_LABEL + count * HM_CELL) + "px";
+    var i;
+    if (spec.header) {
+      var hr = el("tr");
+      hr.setAttribute("data-row", "label");
+      hr.appendChild(el("th", "hm-label", "position"));
+      for (i = start; i < start + count; i++) { hr.appendChild(el("th", "hm-pos", spec.header[i])); }
+      t.appendChild(hr);
+    }
+    spec.rows.forEach(function (row) {
+      var tr = el("tr");
+      tr.setAttribute("data-row", row.key);
+      tr.appendChild(el("th", "hm-label", row.label));
+      for (i = start; i < start + count; i++) { tr.appendChild(hmCell(row, i, scale)); }
+      t.appendChild(tr);
+    });
+    return t;
+  }
+  function heatmapEl(spec, run, scale, chunk) {
+    // long prompts wrap into several tables of `chunk` positions, each with all of its rows
+    var box = attrs(el("div", "heatmap"), {"data-run": run, "data-kind": spec.kind});
+    if (spec.kind === "example") { box.setAttribute("data-example", spec.example); }
+    box.appendChild(el("div", "snippet-head", spec.title));
+    var n = Math.max.apply(null, spec.rows.map(function (r) { return r.values.length; }));
+    for (var s = 0; s < n; s += chunk) { box.appendChild(hmTable(spec, s, Math.min(chunk, n - s), scale)); }
+    return box;
+  }
+  function runBox(run, specs, scale, chunk) {
+    var box = attrs(el("div", "hm-run-box"), {"data-run": run});
+    var what = run === "full" ? "full model" : "circuit";
+    if (specs.examples) {
+      specs.examples.forEach(function (s) { box.appendChild(heatmapEl(s, run, scale, chunk)); });
+    } else {
+      box.appendChild(notComputed("Per-token activations in the " + what));
+    }
+    box.appendChild(el("h4", null, "Class means"));
+    box.appendChild(specs.cls ? heatmapEl(specs.cls, run, scale, chunk) : notComputed("Class-mean activations in the " + what));
+    return box;
+  }
+  function heatLegend(scale) {
+    var lg = attrs(el("span", "hm-legend"), {"data-max": scale});
+    lg.appendChild(swatch(divColor(-scale, scale), "\u2212" + fmt(scale, 2)));
+    lg.appendChild(swatch(divColor(0, scale), "0"));
+    lg.appendChild(swatch(divColor(scale, scale), "+" + fmt(scale, 2)));
+    lg.appendChild(el("span", "muted", " (one scale for this panel)"));
+    return lg;
+  }
+  function heatmapBlock(parent, d, g) {
+    parent.appendChild(el("h3", null, "Activation per token on the task examples"));
+    if (!d.token_acts && !d.class_acts) {
+      parent.appendChild(notComputed("Per-token activations (build the report with the model to see them)"));
+      return;
+    }
+    var runs = ["full", "circuit"].map(function (run) {
+      return {run: run, examples: exampleSpecs(d.token_acts, run, g.examples || []), cls: classSpec(d.class_acts, run, g.class_positions)};
+    });
+    var scale = 0;
+    runs.forEach(function (r) {
+      (r.examples || []).concat(r.cls ? [r.cls] : []).forEach(function (s) {
+        s.rows.forEach(function (row) { scale = Math.max(scale, maxAbsOf(row.values)); });
+      });
+    });
+    var chunk = Math.max(4, Math.floor(((parent.clientWidth || 600) - HM_LABEL - 8) / HM_CELL));
+    var sel = selectEl(null, [["full", "full model"], ["circuit", "circuit"]]);
+    sel.className = "hm-run";
+    sel.value = heatRun;
+    var head = el("div", "controls");
+    head.appendChild(labelled("run ", sel));
+    head.appendChild(heatLegend(scale));
+    parent.appendChild(head);
+    var boxes = runs.map(function (r) { return parent.appendChild(runBox(r.run, r, scale, chunk)); });
+    function show() {
+      heatRun = sel.value;
+      boxes.forEach(function (b) { b.classList.toggle("hidden", b.getAttribute("data-run") !== heatRun); });
+    }
+    sel.addEventListener("change", show);
+    show();
+  }
+
+  function renderPanel(panel, r, g, select) {
+    clear(panel);
+    var d = r.d;
+    panel.setAttribute("data-node-id", d.id);
+    panel.appendChild(el("h3", null, nodeTitle(r)));
+    var facts = el("div", "panel-facts"), views = el("div", "panel-views");
+    panel.appendChild(facts);
+    panel.appendChild(views);
+    facts.appendChild(nodeFields(r));
+    if (!r.term) {
+      facts.appendChild(statsBlock(d.act_stats));
+      lastTokenActs(facts, d.acts);
+      heatmapBlock(views, d, g);
+      snippetBlock(views, d);
+    }
+    edgeList(facts, "Strongest inputs", r.edgesIn, function (e) { return e.s; }, select);
+    edgeList(facts, "Strongest outputs", r.edgesOut, function (e) { return e.t; }, select);
+  }
+
+  // ---------- attention patterns ----------
+  function headKey(h) { return h.layer + "." + h.head; }
+  function headText(h) {
+    return "layer " + h.layer + " head " + h.head + (h.in_circuit ? " \u2014 in circuit (" + fmt(h.n_nodes) + " nodes)" : "");
+  }
+  function keyTh(text, cls) {
+    var th = el("th", cls || "attn-k");
+    th.appendChild(el("span", null, text));
+    th.setAttribute("title", text);
+    return th;
+  }
+  function attnRow(row, q, tokens) {
+    var tr = el("tr");
+    var label = compactToken(tokens[q]);
+    tr.appendChild(attrs(el("th", "attn-q", label), {title: q + ": " + label}));
+    var sink = attrs(el("td", "attn-sink"), {"data-q": q});
+    tr.appendChild(sink);
+    var sum = 0;
+    tokens.forEach(function (tok, k) {
+      var v = row[k];
+      if (k > q || !isNum(v)) { tr.appendChild(el("td", k > q ? "attn-masked" : "attn-none")); return; }
+      sum += v;
+      var td = attrs(el("td", "attn-cell"), {"data-q": q, "data-k": k, "data-value": v,
+        title: "query " + q + " " + JSON.stringify(String(tokens[q])) + " \u2192 key " + k + " " + JSON.stringify(String(tok)) + ": " + fmt(v, 3)});
+      td.style.backgroundColor = attnColor(v);
+      tr.appendChild(td);
+    });
+    var rest = Math.max(0, 1 - sum);
+    attrs(sink, {"data-value": rest, title: "query " + q + ": " + fmt(rest, 3) + " to the attention sink"});
+    sink.style.backgroundColor = attnColor(rest);
+    return tr;
+  }
+  function attnMatrix(rows, tokens, run, head, cell) {
+    var t = attrs(el("table", "attn-matrix"), {"data-run": run, "data-layer": head.layer, "data-head": head.head});
+    t.style.setProperty("--cell", cell + "px");
+    var hr = el("tr");
+    hr.appendChild(el("th", "attn-corner", "query \u2193 key \u2192"));
+    hr.appendChild(keyTh("sink", "attn-k attn-sink-head"));
+    tokens.forEach(function (tok) { hr.appendChild(keyTh(compactToken(tok))); });
+    t.appendChild(hr);
+    tokens.forEach(function (tok, q) { t.appendChild(attnRow(rows[q] || [], q, tokens)); });
+    return t;
+  }
+  function attnBlock(head, run, pi, prompt, cell) {
+    var box = el("div", "attn-block");
+    box.appendChild(el("h4", null, run === "full" ? "full model" : "circuit"));
+    var pats = head[run];
+    if (!pats || !pats[pi]) {
+      box.appendChild(notComputed(run === "circuit" ? "Pattern in the circuit" : "Pattern in the full model"));
+    } else {
+      box.appendChild(attnMatrix(pats[pi], prompt.tokens || [], run, head, cell));
+    }
+    return box;
+  }
+  function renderAttention(g) {
+    var s = section("attention", "Attention");
+    var att = g.attention;
+    if (!att || !has(att.heads) || !has(att.prompts)) {
+      s.appendChild(notComputed("Attention patterns (build the report with the model to see them)"));
+      return;
+    }
+    s.appendChild(el("p", "muted", "Each row is a query position, each column a key position (causal: keys up to the query). " +
+      "The sink column is the share of the row that went to the attention sink. Circuit heads are listed first."));
+    var pSel = selectEl("attn-prompt", att.prompts.map(function (p, i) { return [String(i), p.label || "prompt " + (i + 1)]; }));
+    var hSel = selectEl("attn-head", att.heads.map(function (h) { return [headKey(h), headText(h)]; }));
+    var controls = el("div", "controls");
+    controls.appendChild(labelled("prompt ", pSel));
+    controls.appendChild(labelled("head ", hSel));
+    s.appendChild(controls);
+    var pair = el("div", "attn-pair");
+    s.appendChild(pair);
+    function draw() {
+      clear(pair);
+      var head = att.heads[hSel.selectedIndex], pi = Number(pSel.value), prompt = att.prompts[pi] || {};
+      var n = (prompt.tokens || []).length;
+      var cell = Math.max(8, Math.min(28, Math.floor(((pair.clientWidth - 24) / 2 - 100) / (n + 1))));
+      pair.appendChild(attnBlock(head, "full", pi, prompt, cell));
+      pair.appendChild(attnBlock(head, "circuit", pi, prompt, cell));
+    }
+    pSel.addEventListener("change", draw);
+    hSel.addEventListener("change", draw);
+    draw();
+  }
+
+  // ---------- validation ----------
+  function checkValue(c) {
+    if (c.value !== null && c.value !== undefined) { return fmt(c.value, 3); }
+    return String(c.direction || "").indexOf("not reached") === 0 ? "not reached" : "none";
+  }
+  function textCell(text, fallback) {
+    var missing = text === undefined || text === null || text === "";
+    return el("td", missing ? "muted" : null, missing ? fallback : text);
+  }
+  function passIfCell(c) {
+    if (c.direction) { return el("td", "mono pass-if", c.direction + " " + fmt(c.threshold, 3)); }
+    var td = el("td", "mono pass-if", c.threshold === undefined || c.threshold === null ? "" : "threshold " + fmt(c.threshold, 3) + " ");
+    td.appendChild(el("span", "muted", "(direction not computed)"));
+    return td;
+  }
+  function checksTable(checks) {
+    var t = el("table", "checks");
+    var head = el("tr");
+    ["check", "result", "value", "pass if", "meaning", "finding"].forEach(function (c) { head.appendChild(el("th", null, c)); });
+    t.appendChild(head);
+    checks.forEach(function (c) {
+      var tr = attrs(el("tr"), {"data-check": c.name, "data-passed": !!c.passed});
+      tr.appendChild(el("th", "mono", c.name));
+      var res = el("td");
+      res.appendChild(el("span", c.passed ? "check-pass" : "check-fail", c.passed ? "pass" : "fail"));
+      tr.appendChild(res);
+      tr.appendChild(el("td", "num", checkValue(c)));
+      tr.appendChild(passIfCell(c));
+      tr.appendChild(textCell(c.meaning, "not computed"));
+      tr.appendChild(textCell(c.reason, ""));
+      t.appendChild(tr);
+    });
+    return t;
+  }
+  function listOf(items, cls) {
+    var ul = el("ul", cls);
+    items.forEach(function (r) { ul.appendChild(el("li", null, r)); });
+    return ul;
+  }
+  function controlCards(controls) {
+    // one card per control: controls have many fields each, too many for the columns of one table
+    var cards = el("div", "cards");
+    Object.keys(controls).forEach(function (name) {
+      var card = attrs(el("div", "card"), {"data-control": name});
+      card.appendChild(el("h4", "mono", name));
+      card.appendChild(kvTable(isObj(controls[name]) ? controls[name] : {value: controls[name]}));
+      cards.appendChild(card);
+    });
+    return cards;
+  }
+  function renderValidation(val) {
+    var v = section("validation", "Validation");
+    v.appendChild(verdictWithReason(val));
+    if (!val) {
+      v.appendChild(el("p", "muted", "No validation.json beside circuit.json: run the validation step to check sufficiency, necessity and the controls."));
+      return;
+    }
+    var verdict = val.verdict || {};
+    if (has(verdict.reasons)) { v.appendChild(listOf(verdict.reasons)); }
+    if (has(verdict.notes)) { v.appendChild(listOf(verdict.notes, "muted")); }
+    if (has(verdict.checks)) { v.appendChild(el("h3", null, "Checks")); v.appendChild(checksTable(verdict.checks)); }
+    if (val.metrics) { v.appendChild(el("h3", null, "Metrics")); v.appendChild(kvTable(val.metrics)); }
+    if (val.controls) { v.appendChild(el("h3", null, "Controls")); v.appendChild(controlCards(val.controls)); }
+  }
+
+  // ---------- the circuit page ----------
+  function renderSummary(g) {
     var s = section("summary", "Summary");
-    var task = data.task || {};
-    var c = data.circuit || {};
+    var task = g.task || {}, c = g.circuit || {};
     var p = el("p");
     p.appendChild(el("span", null, "Task "));
     p.appendChild(el("code", null, task.name || "?"));
     p.appendChild(el("span", null, ": " + (c.n_nodes === undefined ? "?" : c.n_nodes) + " nodes, " +
       (c.n_edges === undefined ? "?" : c.n_edges) + " edges, ablation " + fmt(c.ablation) + ", target loss " + fmt(c.target_loss) + ". Verdict: "));
-    p.appendChild(verdictBadge(data.validation));
+    p.appendChild(verdictWithReason(g.validation));
     s.appendChild(p);
     if (task.description) { s.appendChild(el("p", "muted", task.description)); }
-    if (data.notes && data.notes.length) {
-      var notes = el("ul", "notes muted");
-      data.notes.forEach(function (n) { notes.appendChild(el("li", null, n)); });
-      s.appendChild(notes);
-    }
+    if (has(g.notes)) { s.appendChild(listOf(g.notes, "notes muted")); }
     if (c.losses) { s.appendChild(el("h3", null, "Task loss (nats, chance ln 2 = 0.693)")); s.appendChild(kvTable(c.losses)); }
-
-    var g = section("circuit", "Circuit graph");
-    var wrap = el("div"); wrap.id = "graph-wrap";
-    var panel = el("aside"); panel.id = "node-panel";
-    panel.appendChild(el("p", "muted", "Click a node to see its location, index, ablation value, activations and top snippets."));
-    var controlsHost = el("div");
-    g.appendChild(controlsHost);
-    var graph = buildGraph(controlsHost, panel);
-    wrap.appendChild(graph.box); wrap.appendChild(panel);
-    g.appendChild(wrap);
-    graph.fit();
-    g.appendChild(el("p", "muted", "Edge colour: blue positive weight, red negative; width grows with |weight|. " +
+  }
+  function renderGraphSection(g) {
+    var s = section("circuit", "Circuit graph");
+    mountGraph(s, g, "");
+    s.appendChild(el("p", "muted", "Edge colour: blue positive weight, red negative; width grows with |weight|. " +
       "Dashed lines are not circuit edges: embedding tokens to the nodes reading their channels, " +
       "write nodes to the answer logits (unembedding weights), and residual links from a write node to later " +
-      "read nodes of the same channel (weight: the reading norm's gain)."));
-
+      "read nodes of the same channel (weight: the reading norm's gain)" +
+      ((g.nodes || []).length > MANY_NODES ? "; they start hidden in circuits of more than " + MANY_NODES + " nodes." : ".")));
+  }
+  function renderExamples(g) {
     var ex = section("examples", "Task examples");
-    if (!data.examples || !data.examples.length) {
+    if (!has(g.examples)) {
       ex.appendChild(el("p", "muted", "not computed (build the report with the model's tokenizer to see tokenized examples)"));
-    } else {
-      data.examples.forEach(function (e, i) {
-        var box = el("div", "example");
-        box.appendChild(el("h3", null, "Pair " + (i + 1)));
-        [["A", e.a_tokens, e.target, e.a_probs], ["B", e.b_tokens, e.alt, e.b_probs]].forEach(function (side) {
-          var line = tokenLine(side[1] || [], null, -1);
-          var ans = el("span", "tok answer", showWhitespace(side[2]));
-          ans.setAttribute("title", "expected next token");
-          line.appendChild(ans);
-          var probs = side[3] ? Object.keys(side[3]).map(function (k) { return "p(correct | " + k + ") = " + fmt(side[3][k], 3); }).join(", ") : "";
-          box.appendChild(el("div", "snippet-head", "prompt " + side[0] + " \u2192 " + JSON.stringify(side[2]) + (probs ? "; " + probs : "")));
-          box.appendChild(line);
-        });
-        ex.appendChild(box);
+      return;
+    }
+    g.examples.forEach(function (e, i) {
+      var box = el("div", "example");
+      box.appendChild(el("h3", null, "Pair " + (i + 1)));
+      [["A", e.a_tokens, e.target, e.a_probs], ["B", e.b_tokens, e.alt, e.b_probs]].forEach(function (side) {
+        var line = tokenLine(side[1] || [], null, -1);
+        var ans = el("span", "tok answer", showWhitespace(side[2]));
+        ans.setAttribute("title", "expected next token");
+        line.appendChild(ans);
+        var probs = side[3] ? Object.keys(side[3]).map(function (k) { return "p(correct | " + k + ") = " + fmt(side[3][k], 3); }).join(", ") : "";
+        box.appendChild(el("div", "snippet-head", "prompt " + side[0] + " \u2192 " + JSON.stringify(side[2]) + (probs ? "; " + probs : "")));
+        box.appendChild(line);
       });
-    }
-
+      ex.appendChild(box);
+    });
+  }
+  function renderCurve(g) {
     var cv = section("curve", "Loss versus k");
-    if (!data.curve || !data.curve.length) {
-      cv.appendChild(el("p", "muted", "no pruning curve in this circuit"));
+    var c = g.circuit || {}, losses = c.losses || {};
+    if (!has(g.curve_full) && !has(g.curve)) { cv.appendChild(notComputed("Task loss versus k (no pruning curve in this circuit)")); return; }
+    var lines = [];
+    if (has(g.curve_full)) {
+      lines.push({label: "top-k nodes", markers: false, points: g.curve_full.map(function (q) { return [q.k, q.loss]; })});
     } else {
-      var losses = c.losses || {};
-      cv.appendChild(lineChart({title: "task loss of the top-k circuit", xLabel: "k (kept nodes)", yLabel: "task loss",
-        logx: true, lines: [{label: "circuit", points: data.curve.map(function (q) { return [q.k, q.loss]; })}],
-        refs: [{y: c.target_loss, label: "target"}, {y: losses.full, label: "full model"}, {y: Math.LN2, label: "chance"}]}));
+      cv.appendChild(notComputed("Task loss over the whole range of k (the bisection points are shown)"));
     }
-
-    var v = section("validation", "Validation");
-    v.appendChild(verdictBadge(data.validation));
-    if (!data.validation) {
-      v.appendChild(el("p", "muted", "No validation.json beside circuit.json: run the validation step to check sufficiency, necessity and the controls."));
-    } else {
-      var reasons = (data.validation.verdict && data.validation.verdict.reasons) || [];
-      if (reasons.length) {
-        var ul = el("ul");
-        reasons.forEach(function (r) { ul.appendChild(el("li", null, r)); });
-        v.appendChild(ul);
-      }
-      var vnotes = (data.validation.verdict && data.validation.verdict.notes) || [];
-      if (vnotes.length) {
-        var nl = el("ul", "muted");
-        vnotes.forEach(function (n) { nl.appendChild(el("li", null, n)); });
-        v.appendChild(nl);
-      }
-      var checks = data.validation.verdict && data.validation.verdict.checks;
-      if (checks && checks.length) { v.appendChild(el("h3", null, "Checks")); v.appendChild(recordsTable(checks)); }
-      if (data.validation.metrics) { v.appendChild(el("h3", null, "Metrics")); v.appendChild(kvTable(data.validation.metrics)); }
-      if (data.validation.controls) { v.appendChild(el("h3", null, "Controls")); v.appendChild(recordsTable(data.validation.controls, "control")); }
+    if (has(g.curve)) {
+      lines.push({label: "bisection points", path: false, markers: true, points: g.curve.map(function (q) { return [q.k, q.loss]; })});
     }
+    var total = isNum(c.n_total_nodes) ? ", of " + c.n_total_nodes + " nodes in the model" : "";
+    cv.appendChild(lineChart({name: "loss-k", width: 760, height: 340, title: "task loss of the top-k node set" + total,
+      xLabel: "k (kept nodes)", yLabel: "task loss", logx: true, lines: lines,
+      vrefs: isNum(c.n_nodes) ? [{x: c.n_nodes, label: "circuit: k = " + c.n_nodes}] : [],
+      refs: [{y: c.target_loss, label: "target"}, {y: losses.full, label: "full model"}, {y: Math.LN2, label: "chance"}]}));
+  }
+  function renderCircuit() {
+    renderSummary(data);
+    renderGraphSection(data);
+    renderExamples(data);
+    renderAttention(data);
+    renderCurve(data);
+    renderValidation(data.validation);
     renderModelCard(data.model);
+    var c = data.circuit || {};
     var pr = section("pruning", "Pruning settings");
     pr.appendChild(kvTable(Object.assign({seed: c.seed, version: c.version}, c.pruning || {})));
   }
+
+  // ---------- the other pages ----------
   function renderRun() {
     renderModelCard(data.model);
     var t = section("training", "Training");
@@ -746,14 +1384,67 @@
     });
     if (!charts.childNodes.length) { t.appendChild(el("p", "muted", "no metrics.jsonl in this run")); }
     t.appendChild(charts);
-    var c = section("circuits", "Circuits");
-    renderCircuitTable(c, data.circuits);
+    renderCircuitTable(section("circuits", "Circuits"), data.circuits);
   }
-  function renderIndex() {
-    var c = section("circuits", "Circuits");
-    renderCircuitTable(c, data.circuits);
+  function sideHead(side) {
+    var th = el("th"), href = side.href ? safeHref(side.href) : null;
+    var label = side.label || "?";
+    if (href === null) { th.textContent = label; return th; }
+    var a = el("a", null, label);
+    a.setAttribute("href", href);
+    th.appendChild(a);
+    return th;
+  }
+  function compareSummary(sides) {
+    var t = el("table", "compare-summary");
+    var head = el("tr");
+    head.appendChild(el("th"));
+    sides.forEach(function (side) { head.appendChild(sideHead(side)); });
+    t.appendChild(head);
+    var rows = [["nodes", "n_nodes"], ["edges", "n_edges"], ["target loss", "target_loss"],
+      ["loss, full model", "full"], ["loss, circuit", "circuit"], ["loss, ablate all", "ablate_all"]];
+    rows.forEach(function (row) {
+      var tr = el("tr");
+      tr.appendChild(el("th", null, row[0]));
+      sides.forEach(function (side) {
+        var c = (side.data && side.data.circuit) || {};
+        var v = row[1] in c ? c[row[1]] : (c.losses || {})[row[1]];
+        tr.appendChild(el("td", "num", fmt(v)));
+      });
+      t.appendChild(tr);
+    });
+    var vr = el("tr");
+    vr.appendChild(el("th", null, "verdict"));
+    sides.forEach(function (side) {
+      var td = el("td");
+      td.appendChild(verdictWithReason(side.data && side.data.validation));
+      vr.appendChild(td);
+    });
+    t.appendChild(vr);
+    return t;
+  }
+  function renderCompare() {
+    var s = section("summary", "Summary");
+    var sides = data.sides || [], task = isObj(data.task) ? data.task.name : data.task;
+    var p = el("p");
+    p.appendChild(el("span", null, "Task "));
+    p.appendChild(el("code", null, task || "?"));
+    s.appendChild(p);
+    if (!sides.length) { s.appendChild(el("p", "muted", "no circuits to compare")); return; }
+    s.appendChild(compareSummary(sides));
+    var row = el("div", "compare-graphs");
+    section("graphs", "Circuit graphs").appendChild(row);
+    // every column exists before the first graph measures its width
+    var cols = sides.map(function (side, i) {
+      var col = attrs(el("div", "compare-side"), {"data-side": i});
+      col.appendChild(el("h3", null, side.label || "?"));
+      return row.appendChild(col);
+    });
+    sides.forEach(function (side, i) { mountGraph(cols[i], side.data || {}, "-s" + (i + 1)); });
   }
 
-  if (data.kind === "circuit") { renderCircuit(); } else if (data.kind === "run") { renderRun(); } else { renderIndex(); }
+  var pages = {circuit: renderCircuit, run: renderRun, compare: renderCompare,
+    index: function () { renderCircuitTable(section("circuits", "Circuits"), data.circuits); }};
+  (pages[data.kind] || pages.index)();
   document.body.setAttribute("data-ready", "1");
 })();
