@@ -201,6 +201,28 @@ def test_compare_sizes_and_geometric_mean():
     assert demo.compare([], [])["trusted"]["n_tasks"] == 0
 
 
+def test_circuit_reuse_per_model_kind_in_task_order(tmp_path):
+    from planted_model import PLANTED_NODES, MarkerTask, circuit_from_nodes, planted_model
+    from sparsecircuits.prune import PruneConfig
+
+    model, config = planted_model(), PruneConfig(ablation="zero")
+    small = {"attn_in": [0], "attn_v": [0], "attn_out": [4]}  # 3 of the 7 planted nodes
+    made = [("b", "sparse", PLANTED_NODES), ("a", "sparse", small), ("a", "dense", small)]
+    for task, kind, nodes in made:
+        circuit_from_nodes(model, nodes, MarkerTask(task), config).save(tmp_path / "circuits" / task / kind)
+    rows = [{"task": task, "kind": kind} for task, kind, _ in made]
+    reuse = demo.circuit_reuse(tmp_path, ["a", "b"], rows)
+    assert list(reuse) == ["sparse"], "a model with one circuit has nothing to compare"
+    sparse = reuse["sparse"]
+    assert sparse["tasks"] == ["a", "b"] and sparse["n_nodes"] == [3, 7]
+    assert sparse["node_share"] == [[1.0, 1.0], [pytest.approx(3 / 7), 1.0]]
+    assert demo.circuit_reuse(tmp_path, ["a"], rows) == {}
+    summary = {"models": {}, "notes": [], "comparison": None, "evaluation": {"sparse": {}},
+               "settings": {"target_loss": 0.15}, "reuse": reuse}
+    _, data = parse_page(demo.write_index(tmp_path, summary, []))
+    assert data["reuse"] == json.loads(json.dumps(reuse))
+
+
 def test_choose_tasks_rules():
     ev = {"a": {"loss": 0.1, "solved": True}, "b": {"loss": 0.05, "solved": True},
           "c": {"loss": 0.6, "solved": False}, "d": {"loss": None, "solved": False, "error": "too long"}}

@@ -196,13 +196,14 @@ def test_readme_screenshot_script_opens_the_most_important_node(tmp_path):
 
     data = synthetic_report_data()
     path = write_report(data, tmp_path / "circuit.html")
-    shot = tmp_path / "shot.png"
     script = Path(__file__).parents[1] / "docs" / "screenshots" / "shoot.py"
-    out = subprocess.run([sys.executable, str(script), str(path), "--out", str(shot)],
+    out = subprocess.run([sys.executable, str(script), str(path), "--dir", str(tmp_path)],
                          capture_output=True, text=True, check=True).stdout
     top = max((n for n in data["nodes"] if n["delta_loss"] is not None), key=lambda n: n["delta_loss"])
-    assert out.strip() == f"{shot} (node {top['id']})"
-    assert shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and shot.stat().st_size > 10_000
+    assert out.strip().endswith(f"(node {top['id']})")
+    for name in ("circuit.png", "node-panel.png", "attention.png"):
+        shot = tmp_path / name
+        assert shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and shot.stat().st_size > 10_000, name
 
 
 # --- the viewer's views of mechanisms (synthetic data carrying every field) ---------------------
@@ -510,3 +511,59 @@ def test_index_shows_why_a_circuit_failed(tmp_path, browser):
     assert EVIL in reason.get_attribute("title")
     assert rows.nth(2).locator("td.reason").text_content() == ""
     assert p.errors == [] and p.dialogs == []
+
+
+def test_index_draws_the_circuit_reuse_heatmaps(tmp_path, browser):
+    tasks = ["single_double_quote", "bracket_brace", EVIL]
+    reuse = {"sparse": {"tasks": tasks, "fingerprint": "abc",
+                        "node_jaccard": [[1.0, 0.25, 0.0], [0.25, 1.0, None], [0.0, None, None]],
+                        "node_share": [[1.0, 0.5, 0.0], [0.3333, 1.0, 0.0], [None, None, None]],
+                        "edge_jaccard": [[1.0, 0.1, 0.0], [0.1, 1.0, None], [0.0, None, None]],
+                        "n_nodes": [8, 12, 0], "n_edges": [10, 16, 0]},
+             "dense": {"tasks": tasks[:2], "fingerprint": "def", "node_jaccard": [[1.0, 0.9], [0.9, 1.0]],
+                       "node_share": [[1.0, 0.95], [0.9, 1.0]], "edge_jaccard": [[1.0, 0.8], [0.8, 1.0]],
+                       "n_nodes": [40, 42], "n_edges": [100, 90]}}
+    entries = [index_entry(synthetic_report_data(), "reports/a.html", "a")]
+    path = tmp_path / "index.html"
+    path.write_text(render_index(entries, reuse=reuse), encoding="utf-8")
+    p = Page(browser, path)
+    page = p.page
+    assert page.locator("#reuse h2").text_content() == "Circuit reuse"
+    assert page.locator('nav a[href="#reuse"]').count() == 1
+    for model, r in reuse.items():
+        for kind in ("node_jaccard", "node_share", "edge_jaccard"):
+            matrix = page.locator(f'.reuse-matrix[data-model="{model}"][data-kind="{kind}"]')
+            assert matrix.count() == 1
+            cells = matrix.locator(".reuse-cell")
+            n = len(r["tasks"])
+            assert cells.count() == n * n
+            for i, row in enumerate(r["tasks"]):
+                for j, col in enumerate(r["tasks"]):
+                    cell = cells.nth(i * n + j)
+                    assert (cell.get_attribute("data-row"), cell.get_attribute("data-col")) == (row, col)
+                    v = r[kind][i][j]
+                    assert cell.text_content() == ("n/a" if v is None else f"{v:.2f}")
+                    value = cell.get_attribute("data-value")
+                    assert value == "null" if v is None else float(value) == v
+    share = page.locator('.reuse-matrix[data-model="sparse"][data-kind="node_share"]')
+    assert "share of this task" in share.locator(".reuse-corner").text_content()
+    assert "found in this task" in share.locator(".reuse-axis").text_content()
+    assert EVIL in share.locator(".reuse-row").all_text_contents()
+    colours = share.locator(".reuse-cell").evaluate_all("els => els.map(e => getComputedStyle(e).backgroundColor)")
+    assert colours[0] != colours[2]  # 1.0 and 0.0 differ
+    assert colours[6] == colours[7] == "rgb(203, 213, 225)"  # null cells are grey
+    assert page.evaluate(WIDEST) == {"scroll": 1400, "bad": []}
+    assert p.errors == [] and p.dialogs == []
+
+
+def test_reuse_heatmaps_of_many_tasks_fit_the_viewport(tmp_path, browser):
+    tasks = [f"task_with_a_long_name_{i:02d}" for i in range(20)]
+    grid = [[1.0 if i == j else round((i * j % 7) / 7, 4) for j in range(20)] for i in range(20)]
+    r = {"tasks": tasks, "node_jaccard": grid, "node_share": grid, "edge_jaccard": grid,
+         "n_nodes": [10] * 20, "n_edges": [20] * 20}
+    path = tmp_path / "index.html"
+    path.write_text(render_index([], reuse={"sparse": r, "dense": r}), encoding="utf-8")
+    p = Page(browser, path)
+    assert p.page.locator(".reuse-cell").count() == 2 * 3 * 400
+    assert p.page.evaluate(WIDEST) == {"scroll": 1400, "bad": []}
+    assert p.errors == []

@@ -1,4 +1,5 @@
-"""The Circuit artifact: node ids and edges, the typed records, and circuit.json I/O."""
+"""The Circuit artifact: node ids and edges, the typed records, circuit.json I/O, and the
+overlap (reuse) between the task circuits of one model."""
 
 from sparsecircuits.circuits.artifact import (
     CIRCUIT_FILE,
@@ -16,6 +17,7 @@ from sparsecircuits.circuits.records import (
     PruningRecord,
     TaskRecord,
 )
+from sparsecircuits.circuits.reuse import jaccard, reuse_from_folders, reuse_matrices
 
 __all__ = [
     "CIRCUIT_FILE",
@@ -31,8 +33,11 @@ __all__ = [
     "TaskRecord",
     "compute_edges",
     "embed_links",
+    "jaccard",
     "node_id",
     "parse_node_id",
     "residual_links",
+    "reuse_from_folders",
+    "reuse_matrices",
     "unembed_links",
 ]

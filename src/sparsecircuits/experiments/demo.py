@@ -7,8 +7,9 @@
 3. For every task the sparse model solves (task loss <= the target), prune a circuit in
    the sparse and in the dense model, validate it with the core controls, and write its
    HTML report.
-4. Write OUT/index.html (evaluation, sparse-vs-dense circuit sizes, links to the reports)
-   and OUT/summary.json, and print a summary table.
+4. Write OUT/index.html (evaluation, sparse-vs-dense circuit sizes, links to the reports,
+   the node and edge overlap between each model's task circuits) and OUT/summary.json, and
+   print a summary table.
 
 Every stage is the library's own (`tasks.evaluate_tasks`, `prune.prune`, `validate.validate`,
 `report.build_report_data`); this module only chooses settings and wires them together.
@@ -36,6 +37,7 @@ from sparsecircuits import __version__
 from sparsecircuits.atomic import atomic_write_text
 from sparsecircuits.bundled_names import bundled_root
 from sparsecircuits.checkpoint import VAL_CORPUS_DIR, Checkpoint, load_checkpoint
+from sparsecircuits.circuits import reuse_from_folders
 from sparsecircuits.errors import InputError
 from sparsecircuits.model.sparsity import sparsity_report
 from sparsecircuits.prune import PruneConfig, prune
@@ -430,6 +432,7 @@ def run_demo(cfg: DemoConfig, log: Callable[[str], Any] = print) -> DemoResult:
         "circuits": [{k: v for k, v in c.items() if k != "index_entry"} for c in circuits],
         "comparison": comparison,
         "compare_pages": write_compare_pages(out, chosen, circuits) if cfg.dense else {},
+        "reuse": circuit_reuse(out, chosen, circuits),
         "seconds": {**timings, "total": time.perf_counter() - start},
         "torch_threads": torch.get_num_threads(),
     }
@@ -457,6 +460,19 @@ def write_compare_pages(out: Path, tasks: Sequence[str], circuits: Sequence[dict
                             out / "reports" / f"{task}-compare.html")
         pages[task] = page.relative_to(out).as_posix()
     return pages
+
+
+def circuit_reuse(out: Path, tasks: Sequence[str], circuits: Sequence[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """Per model kind with at least two circuits, the node and edge overlap between its task
+    circuits in the order of `tasks` (`circuits.reuse_from_folders`, read back from
+    OUT/circuits/TASK/KIND): do the tasks reuse the same units?"""
+    made = {(c["task"], c["kind"]) for c in circuits}
+    reuse = {}
+    for kind in KINDS:
+        folders = {task: out / "circuits" / task / kind for task in tasks if (task, kind) in made}
+        if len(folders) >= 2:
+            reuse[kind] = reuse_from_folders(folders)
+    return reuse
 
 
 @torch.no_grad()
@@ -580,7 +596,7 @@ def write_index(out: Path, summary: dict[str, Any], entries: list[dict[str, Any]
     header, rows = _evaluation_rows(summary)
     parts.append(f'<section id="demo-evaluation"><h2>Task evaluation (test split, target loss '
                  f'{summary["settings"]["target_loss"]})</h2>{_table(header, rows)}</section>')
-    page = render_index(entries, title="sparsecircuits demo")
+    page = render_index(entries, title="sparsecircuits demo", reuse=summary.get("reuse"))
     marker = '<main id="app">'
     if marker not in page:
         raise RuntimeError("the report template has no <main id=\"app\">; cannot place the demo sections")

@@ -98,14 +98,20 @@ def render_report(data: dict[str, Any]) -> str:
     return _PLACEHOLDER.sub(lambda m: values[m.group(1)], _asset("template.html"))
 
 
-def render_index(entries: list[dict[str, Any]], title: str = "sparsecircuits circuits") -> str:
+def render_index(
+    entries: list[dict[str, Any]], title: str = "sparsecircuits circuits", reuse: Mapping[str, dict] | None = None
+) -> str:
     """An index page linking circuit reports.
 
     Each entry: name, href (relative), task, method, n_nodes, n_edges, losses, target_loss,
     validation (or None) and reason (the failed checks, or ""); `index_entry` builds one from a
-    circuit report's data.
+    circuit report's data. `reuse` maps a model's label to its circuits' overlap matrices
+    (`circuits.reuse_matrices`), which the page draws as heatmaps.
     """
-    return render_report({"format": REPORT_FORMAT, "kind": "index", "title": title, "circuits": list(entries)})
+    data = {"format": REPORT_FORMAT, "kind": "index", "title": title, "circuits": list(entries)}
+    if reuse:
+        data["reuse"] = dict(reuse)
+    return render_report(data)
 
 
 def _is_number(x: Any) -> bool:

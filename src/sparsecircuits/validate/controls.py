@@ -18,7 +18,7 @@ import torch
 from tokenizers import Tokenizer
 from tqdm.auto import tqdm
 
-from sparsecircuits.circuits import Circuit
+from sparsecircuits.circuits import Circuit, jaccard
 from sparsecircuits.errors import InputError
 from sparsecircuits.model import SparseTransformer
 from sparsecircuits.model.interventions import intervened, record_norm_scales
@@ -189,12 +189,6 @@ def control_activation_agreement(
 def _node_set(model: SparseTransformer, circuit: Circuit) -> set[tuple[str, int]]:
     keep = keep_masks_of(model, circuit)
     return {(h, int(i)) for h, m in keep.items() for i in m.nonzero().flatten().tolist()}
-
-
-def jaccard(a: set, b: set) -> float:
-    """|a & b| / |a | b| (1.0 for two empty sets)."""
-    union = a | b
-    return len(a & b) / len(union) if union else 1.0
 
 
 def _summary(model: SparseTransformer, circuit: Circuit, reference_nodes: int) -> dict[str, Any]:

@@ -1443,8 +1443,85 @@
     sides.forEach(function (side, i) { mountGraph(cols[i], side.data || {}, "-s" + (i + 1)); });
   }
 
+  // ---------- circuit reuse (index page): overlap between the task circuits of one model ----------
+  var REUSE_STOPS = [[0, [248, 250, 252]], [0.5, [147, 197, 253]], [1, [30, 64, 175]]];
+  var REUSE_KINDS = [
+    {key: "node_jaccard", title: "Node Jaccard", rows: "task", cols: "task",
+      note: "nodes in both circuits / nodes in either"},
+    {key: "node_share", title: "Share of nodes found in another circuit", rows: "share of this task\u2019s nodes \u2026",
+      cols: "\u2026 found in this task\u2019s circuit", note: "row task\u2019s nodes that are also in the column task\u2019s circuit / row task\u2019s nodes"},
+    {key: "edge_jaccard", title: "Edge Jaccard", rows: "task", cols: "task",
+      note: "edges (src \u2192 dst) in both circuits / edges in either"}];
+  function reuseColor(v) { return isNum(v) ? mix(REUSE_STOPS, v) : NO_VALUE; }
+  function reuseCell(r, kind, i, j) {
+    var v = ((r[kind.key] || [])[i] || [])[j], tasks = r.tasks;
+    var td = attrs(el("td", "reuse-cell num", isNum(v) ? v.toFixed(2) : "n/a"),
+      {"data-row": tasks[i], "data-col": tasks[j], "data-value": isNum(v) ? v : "null"});
+    td.style.backgroundColor = reuseColor(v);
+    if (isNum(v) && v > 0.6) { td.classList.add("reuse-strong"); }
+    if (!isNum(v)) { td.classList.add("reuse-none"); }
+    td.setAttribute("title", kind.title + ", " + tasks[i] + " \u2192 " + tasks[j] + ": " +
+      (isNum(v) ? fmt(v, 4) : "no value (an empty circuit)"));
+    return td;
+  }
+  function reuseMatrix(model, r, kind) {
+    var tasks = r.tasks || [];
+    var box = el("div", "reuse-box");
+    box.appendChild(el("h4", null, kind.title));
+    box.appendChild(el("p", "muted reuse-note", kind.note));
+    var t = attrs(el("table", "reuse-matrix"), {"data-model": model, "data-kind": kind.key});
+    var top = el("tr"), names = el("tr");
+    var corner = attrs(el("th", "reuse-corner", "rows: " + kind.rows), {rowspan: 2});
+    top.appendChild(corner);
+    top.appendChild(attrs(el("th", "reuse-axis", "columns: " + kind.cols), {colspan: Math.max(1, tasks.length)}));
+    tasks.forEach(function (task) {
+      var th = attrs(el("th", "reuse-col"), {title: task});
+      th.appendChild(el("span", null, task));
+      names.appendChild(th);
+    });
+    t.appendChild(top);
+    t.appendChild(names);
+    tasks.forEach(function (task, i) {
+      var tr = el("tr");
+      tr.appendChild(attrs(el("th", "reuse-row mono", task), {title: task}));
+      tasks.forEach(function (_, j) { tr.appendChild(reuseCell(r, kind, i, j)); });
+      t.appendChild(tr);
+    });
+    box.appendChild(t);
+    return box;
+  }
+  function reuseSizes(r) {
+    var tasks = r.tasks || [], nodes = r.n_nodes || [], edges = r.n_edges || [];
+    return tasks.map(function (task, i) { return task + ": " + fmt(nodes[i]) + " nodes, " + fmt(edges[i]) + " edges"; }).join("; ");
+  }
+  function renderReuse(reuse) {
+    if (!isObj(reuse) || !Object.keys(reuse).length) { return; }
+    var s = section("reuse", "Circuit reuse");
+    s.appendChild(el("p", "muted", "How many nodes (\"HOOK:INDEX\") and edges the task circuits of one model share. " +
+      "Overlaps compare circuits of the same model only: node ids name the same unit only within a model. " +
+      "Grey cells have no value (an empty circuit, or no edges on either side)."));
+    var legend = el("div", "color-legend");
+    [0, 0.25, 0.5, 0.75, 1].forEach(function (v) { legend.appendChild(swatch(reuseColor(v), v.toFixed(2))); });
+    legend.appendChild(swatch(NO_VALUE, "no value"));
+    s.appendChild(legend);
+    Object.keys(reuse).forEach(function (model) {
+      var r = reuse[model];
+      if (!isObj(r) || !has(r.tasks)) { return; }
+      var wrap = attrs(el("div", "reuse-model"), {"data-model": model});
+      wrap.appendChild(el("h3", null, model + " model"));
+      wrap.appendChild(el("p", "muted reuse-sizes", reuseSizes(r)));
+      var row = el("div", "reuse-matrices");
+      REUSE_KINDS.forEach(function (kind) { row.appendChild(reuseMatrix(model, r, kind)); });
+      wrap.appendChild(row);
+      s.appendChild(wrap);
+    });
+  }
+
   var pages = {circuit: renderCircuit, run: renderRun, compare: renderCompare,
-    index: function () { renderCircuitTable(section("circuits", "Circuits"), data.circuits); }};
+    index: function () {
+      renderCircuitTable(section("circuits", "Circuits"), data.circuits);
+      renderReuse(data.reuse);
+    }};
   (pages[data.kind] || pages.index)();
   document.body.setAttribute("data-ready", "1");
 })();
