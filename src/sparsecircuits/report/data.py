@@ -131,6 +131,22 @@ def _geometry(cfg: ModelConfig | None, nodes: Sequence[Mapping[str, Any]]) -> di
     return {"n_layer": 1 + max((n["layer"] for n in nodes), default=-1), "n_head": None, "d_head": None}
 
 
+def _circuit_summary(circuit: Circuit) -> dict[str, Any]:
+    """The circuit's settings, sizes and losses as the page's summary shows them."""
+    return {
+        "ablation": circuit.ablation,
+        "target_loss": circuit.target_loss,
+        "target_met": circuit.target_met,
+        "n_nodes": circuit.n_nodes,
+        "n_edges": circuit.n_edges,
+        "seed": circuit.seed,
+        "version": circuit.version,
+        "pruning": circuit.pruning.to_dict(),
+        "calibration": circuit.calibration.to_dict() if circuit.calibration else {},
+        "losses": circuit.losses.to_dict(),
+    }
+
+
 def _config_from_path(circuit: Circuit) -> ModelConfig | None:
     path = circuit.model.get("path")
     if path and (Path(path) / "config.json").is_file():
@@ -217,18 +233,7 @@ def build_report_data(
         "locations": [loc.alias for loc in node_locations()],
         "roles": {loc.alias: loc.role for loc in node_locations()},
         "task": task,
-        "circuit": {
-            "ablation": circuit.ablation,
-            "target_loss": circuit.target_loss,
-            "target_met": circuit.target_met,
-            "n_nodes": circuit.n_nodes,
-            "n_edges": circuit.n_edges,
-            "seed": circuit.seed,
-            "version": circuit.version,
-            "pruning": circuit.pruning.to_dict(),
-            "calibration": circuit.calibration.to_dict() if circuit.calibration else {},
-            "losses": circuit.losses.to_dict(),
-        },
+        "circuit": _circuit_summary(circuit),
         "geometry": _geometry(cfg, nodes),
         "nodes": nodes,
         "edges": [e.to_dict() for e in circuit.edges],
