@@ -31,6 +31,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "sparsecircuits.cli.report",
     "sparsecircuits.cli.validate",
     "sparsecircuits.cli.demo",
+    "sparsecircuits.cli.frontier",
     "sparsecircuits.cli.sample",
 )
 

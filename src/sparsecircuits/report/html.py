@@ -26,7 +26,7 @@ from sparsecircuits.atomic import atomic_write_text
 from sparsecircuits.errors import InputError
 
 REPORT_FORMAT = "sparsecircuits-report/1"
-KINDS = ("circuit", "run", "index", "compare")
+KINDS = ("circuit", "run", "index", "compare", "frontier")
 _PLACEHOLDER = re.compile(r"\{\{([A-Z]+)\}\}")
 # a failed check's value against its threshold: the opposite of the direction it passes in
 _FAILED_AS = {"<=": ">", ">=": "<", "<": ">=", ">": "<=", "not reached or >": "<="}
@@ -71,10 +71,11 @@ def _csp_hash(text: str) -> str:
 
 
 def render_report(data: dict[str, Any]) -> str:
-    """The whole HTML page for a report data dict (kind 'circuit', 'run', 'index' or 'compare')."""
+    """The whole HTML page for a report data dict (kind 'circuit', 'run', 'index', 'compare' or
+    'frontier', the last from `experiments.frontier_report.html_data`)."""
     if not isinstance(data, dict) or data.get("kind") not in KINDS:
-        raise InputError("report data must be a dict with kind 'circuit', 'run', 'index' or 'compare'; "
-                         "build it with build_report_data or compare_page")
+        raise InputError("report data must be a dict with kind 'circuit', 'run', 'index', 'compare' or 'frontier'; "
+                         "build it with build_report_data, compare_page or frontier_report.html_data")
     script, style = _asset("viewer.js"), _asset("viewer.css")
     for name, text, tag in (("viewer.js", script, "</script"), ("viewer.css", style, "</style")):
         if tag in text.lower():

@@ -247,35 +247,58 @@
     (spec.lines || []).forEach(function (ln) { pts = pts.concat(goodPoints(ln)); });
     var xsRaw = pts.map(function (p) { return p[0]; });
     (spec.vrefs || []).forEach(function (r) { if (isNum(r.x)) { xsRaw.push(r.x); } });
+    var ysRaw = pts.map(function (p) { return p[1]; });
+    (spec.refs || []).forEach(function (r) { if (isNum(r.y)) { ysRaw.push(r.y); } });
+    // a log axis needs every value positive; otherwise the axis stays linear
     var logx = !!spec.logx && xsRaw.every(function (v) { return v > 0; });
-    var tx = logx ? function (v) { return Math.log10(v); } : function (v) { return v; };
-    var xs = xsRaw.map(tx), ys = pts.map(function (p) { return p[1]; });
-    (spec.refs || []).forEach(function (r) { if (isNum(r.y)) { ys.push(r.y); } });
+    var logy = !!spec.logy && ysRaw.every(function (v) { return v > 0; });
+    var tx = logx ? Math.log10 : function (v) { return v; };
+    var ty = logy ? Math.log10 : function (v) { return v; };
+    var xs = xsRaw.map(tx), ys = ysRaw.map(ty);
     var x0 = Math.min.apply(null, xs), x1 = Math.max.apply(null, xs);
     var y0 = Math.min.apply(null, ys), y1 = Math.max.apply(null, ys);
-    if (x1 === x0) { x0 -= 1; x1 += 1; }
-    if (y1 === y0) { y0 -= 1; y1 += 1; }
+    if (x1 === x0) { x0 -= logx ? 0.1 : 1; x1 += logx ? 0.1 : 1; }
+    if (y1 === y0) { y0 -= logy ? 0.1 : 1; y1 += logy ? 0.1 : 1; }
     var pad = (y1 - y0) * 0.05; y0 -= pad; y1 += pad;
-    return {logx: logx, x0: x0, x1: x1, y0: y0, y1: y1, n: pts.length, box: box,
+    if (spec.padX) { var padX = (x1 - x0) * spec.padX; x0 -= padX; x1 += padX; }
+    return {logx: logx, logy: logy, x0: x0, x1: x1, y0: y0, y1: y1, n: pts.length, box: box,
       px: function (v) { return box.L + (tx(v) - x0) / (x1 - x0) * (box.W - box.L - box.R); },
-      py: function (v) { return box.H - box.B - (v - y0) / (y1 - y0) * (box.H - box.T - box.B); }};
+      py: function (v) { return box.H - box.B - (ty(v) - y0) / (y1 - y0) * (box.H - box.T - box.B); }};
+  }
+  // ticks of a log axis spanning log10 values lo..hi: the decades, else 1-2-5 steps, else linear ticks
+  function logTicks(lo, hi, n) {
+    var a = Math.pow(10, lo) * (1 - 1e-9), b = Math.pow(10, hi) * (1 + 1e-9), ticks = [];
+    var k, m;
+    for (k = Math.ceil(lo - 1e-9); k <= Math.floor(hi + 1e-9); k++) { ticks.push(Math.pow(10, k)); }
+    if (ticks.length >= 2) {
+      var every = Math.ceil(ticks.length / n);
+      return ticks.filter(function (_, i) { return i % every === 0; });
+    }
+    ticks = [];
+    for (k = Math.floor(lo); k <= Math.ceil(hi); k++) {
+      for (m = 0; m < 3; m++) {
+        var v = [1, 2, 5][m] * Math.pow(10, k);
+        if (v >= a && v <= b) { ticks.push(v); }
+      }
+    }
+    if (ticks.length >= 2) { return ticks; }
+    return niceTicks(Math.pow(10, lo), Math.pow(10, hi), n).filter(function (v) { return v > 0; });
   }
   function chartAxes(root, sc, spec) {
     var b = sc.box;
-    niceTicks(sc.y0, sc.y1, 5).forEach(function (v) {
+    (sc.logy ? logTicks(sc.y0, sc.y1, 5) : niceTicks(sc.y0, sc.y1, 5)).forEach(function (v) {
       root.appendChild(sv("line", {"class": "grid", x1: b.L, x2: b.W - b.R, y1: sc.py(v), y2: sc.py(v)}));
-      root.appendChild(svText(b.L - 4, sc.py(v) + 3, fmt(v, 3).replace(/\.?0+$/, ""), "", "end"));
+      var label = Number.isInteger(v) || Math.abs(v) >= 1e4 ? fmt(v, 1) : fmt(v, 3).replace(/\.?0+$/, "");
+      root.appendChild(svText(b.L - 4, sc.py(v) + 3, label, "", "end"));
     });
-    var xt = sc.logx ? niceTicks(Math.floor(sc.x0), Math.ceil(sc.x1), 5).filter(function (v) {
-      return Number.isInteger(v) && v >= sc.x0 - 1e-9 && v <= sc.x1 + 1e-9;
-    }).map(function (v) { return Math.pow(10, v); }) : niceTicks(sc.x0, sc.x1, 5);
+    var xt = sc.logx ? logTicks(sc.x0, sc.x1, 5) : niceTicks(sc.x0, sc.x1, 5);
     xt.forEach(function (v) {
       root.appendChild(svText(sc.px(v), b.H - b.B + 14, Math.abs(v) >= 1e4 ? v.toExponential(1) : String(+v.toPrecision(4)), "", "middle"));
     });
     root.appendChild(sv("line", {"class": "axis", x1: b.L, x2: b.W - b.R, y1: b.H - b.B, y2: b.H - b.B}));
     root.appendChild(sv("line", {"class": "axis", x1: b.L, x2: b.L, y1: b.T, y2: b.H - b.B}));
     root.appendChild(svText((b.L + b.W - b.R) / 2, b.H - 8, (spec.xLabel || "") + (sc.logx ? " (log scale)" : ""), "", "middle"));
-    var yl = svText(14, (b.T + b.H - b.B) / 2, spec.yLabel || "", "", "middle");
+    var yl = svText(14, (b.T + b.H - b.B) / 2, (spec.yLabel || "") + (sc.logy ? " (log scale)" : ""), "", "middle");
     yl.setAttribute("transform", "rotate(-90 14 " + (b.T + b.H - b.B) / 2 + ")");
     root.appendChild(yl);
   }
@@ -306,15 +329,27 @@
       }
       if (ln.markers === undefined ? good.length < 60 : ln.markers) {
         var r = ln.path === false ? 3.4 : 2.2;
-        good.forEach(function (p) {
-          root.appendChild(sv("circle", {"class": "marker", cx: sc.px(p[0]), cy: sc.py(p[1]), r: r, fill: c, "data-series": ln.label || ""}));
-        });
+        good.forEach(function (p) { root.appendChild(chartMarker(sc, p, r, c, ln.label)); });
       }
-      if (lines.length > 1) {
+      if (lines.length > 1 && spec.legend !== false) {
         root.appendChild(sv("rect", {x: sc.box.L + 8, y: sc.box.T + 4 + i * 13, width: 10, height: 3, fill: c}));
         root.appendChild(svText(sc.box.L + 22, sc.box.T + 9 + i * 13, ln.label || "", ""));
       }
     });
+  }
+  // a point may carry a third element {cls, hollow, attrs, title}: extra classes, an unfilled
+  // marker, attributes (test hooks) and a tooltip
+  function chartMarker(sc, p, r, c, label) {
+    var m = isObj(p[2]) ? p[2] : {};
+    var dot = sv("circle", {"class": "marker" + (m.cls ? " " + m.cls : "") + (m.hollow ? " hollow" : ""),
+      cx: sc.px(p[0]), cy: sc.py(p[1]), r: m.r || r, fill: m.hollow ? "#fff" : c, stroke: c, "data-series": label || ""});
+    if (isObj(m.attrs)) { attrs(dot, m.attrs); }
+    if (m.title) {
+      var t = sv("title", {});
+      t.textContent = String(m.title);
+      dot.appendChild(t);
+    }
+    return dot;
   }
   function lineChart(spec) {
     var box = {W: spec.width || 480, H: spec.height || 280, L: 58, R: 14, T: 26, B: 40};
@@ -1517,7 +1552,180 @@
     });
   }
 
-  var pages = {circuit: renderCircuit, run: renderRun, compare: renderCompare,
+  // ---------- frontier sweep: circuit size against pretraining loss, per family ----------
+  function num(x, digits) { return isNum(x) ? fmt(x, digits) : "\u2013"; }
+  function fixed(x, digits) { return isNum(x) ? x.toFixed(digits) : "\u2013"; }
+  function setting(x) { return isNum(x) ? String(+x.toPrecision(4)) : "\u2013"; }
+  function ratioText(m) { return isObj(m) && isNum(m.geomean_ratio) ? m.geomean_ratio.toFixed(2) + "x (" + m.n_tasks + ")" : "\u2013"; }
+  function gridTable(id, heads, rows, numCols) {
+    // rows: {attrs, cells}; a cell is text or a DOM node; numCols: indices of numeric columns
+    var t = el("table", "frontier-grid");
+    if (id) { t.id = id; }
+    var head = el("tr");
+    heads.forEach(function (h) { head.appendChild(el("th", null, h)); });
+    t.appendChild(head);
+    rows.forEach(function (row) {
+      var tr = attrs(el("tr"), row.attrs || {});
+      row.cells.forEach(function (c, i) {
+        var td = el("td", (numCols || []).indexOf(i) >= 0 ? "num" : "");
+        if (c instanceof Node) { td.appendChild(c); } else { td.textContent = c === null || c === undefined ? "\u2013" : String(c); }
+        tr.appendChild(td);
+      });
+      t.appendChild(tr);
+    });
+    return t;
+  }
+  function familiesOf(rows) {
+    var fams = [];
+    rows.forEach(function (r) { if (fams.indexOf(r.family) < 0) { fams.push(r.family); } });
+    return fams;
+  }
+  function frontierLines(rows, value, cls, extra, radius) {
+    // one line per family (in the same order on every chart, so colours match), through its
+    // points by validation loss; value(row) gives {y, failed} or null
+    return familiesOf(rows).map(function (f) {
+      var pts = [];
+      rows.forEach(function (r) {
+        var v = r.family === f ? value(r) : null;
+        if (!v || !isNum(r.val_loss) || !isNum(v.y) || v.y <= 0) { return; }
+        var tip = r.name + ": " + fmt(v.y, 1) + " edges at val loss " + fmt(r.val_loss, 4) + (v.failed ? " (a circuit failed a check)" : "");
+        pts.push([r.val_loss, v.y, {cls: cls, hollow: !!v.failed, title: tip, r: radius,
+          attrs: Object.assign({"data-point": r.name, "data-failed": v.failed ? 1 : 0}, extra || {})}]);
+      });
+      pts.sort(function (a, b) { return a[0] - b[0]; });
+      return {label: f, points: pts, markers: true};
+    });
+  }
+  function frontierLegend(rows) {
+    var drawn = rows.filter(function (r) { return isNum(r.val_loss) && isNum(r.geomean_edges_sufficient) && r.geomean_edges_sufficient > 0; });
+    var hollow = drawn.filter(function (r) { return r.failed; }).length;
+    var left = rows.filter(function (r) { return drawn.indexOf(r) < 0; }).map(function (r) { return r.name; });
+    var text = drawn.length + " point(s) drawn; hollow markers: " + hollow + " point(s) with a circuit that failed a verdict check" +
+      (left.length ? "; not drawn (no trusted circuit or no val loss): " + left.join(", ") : "");
+    return el("p", "muted frontier-legend", text);
+  }
+  function renderFrontierSummary(f) {
+    var s = section("summary", "Summary");
+    var w = f.widening || {};
+    s.appendChild(el("h3", null, "Dense/sparse edges at matched loss"));
+    s.appendChild(listOf((f.matched && f.matched.statements) || ["no sparse points"], "frontier-statements"));
+    s.appendChild(el("h3", null, "Widening at equal nonzeros"));
+    var p = el("p", "frontier-widening", w.statement || "not computed");
+    s.appendChild(p);
+    if (has(w.pairs)) { s.appendChild(listOf(w.pairs.map(function (q) { return q.statement; }), "frontier-pairs")); }
+    var miss = f.missing || {}, nP = (miss.points || []).length, nC = (miss.circuits || []).length;
+    if (nP || nC) { s.appendChild(el("p", "warn", "Partial sweep: " + nP + " point(s) and " + nC + " circuit(s) missing (see Missing).")); }
+  }
+  function renderFrontierCharts(f) {
+    var rows = (f.table && f.table.rows) || [], tasks = (f.table && f.table.tasks) || [];
+    var s = section("frontier-chart", "Frontier");
+    s.appendChild(el("p", "muted", "Geometric mean of the edges of each point's circuits that pass sufficiency on " +
+      "held-out pairs (trusted), against the validation loss of the full model; one line per family."));
+    s.appendChild(frontierLegend(rows));
+    s.appendChild(lineChart({name: "frontier", title: "geomean edges (trusted circuits) vs validation loss", width: 760, height: 400,
+      xLabel: "validation loss (nats/token)", yLabel: "geomean edges", logy: true, padX: 0.04,
+      lines: frontierLines(rows, function (r) { return {y: r.geomean_edges_sufficient, failed: r.failed}; }, "frontier-point", null, 4.5)}));
+    if (!tasks.length) { return; }
+    var t = section("frontier-tasks", "Per task");
+    t.appendChild(el("p", "muted", "Edges of each task's circuit that met the target; hollow: the circuit failed a verdict check. " +
+      "Colours are the families' of the chart above."));
+    var charts = el("div", "charts");
+    tasks.forEach(function (task) {
+      charts.appendChild(lineChart({name: "frontier-task", title: task, width: 330, height: 240, xLabel: "val loss",
+        yLabel: "edges", logy: true, padX: 0.04, legend: false, lines: frontierLines(rows, function (r) {
+          var c = (r.edges || {})[task];
+          return c && c.target_met ? {y: c.n_edges, failed: c.failed} : null;
+        }, "frontier-task-point", {"data-task": task}, 3.5)}));
+    });
+    t.appendChild(charts);
+  }
+  function taskEdges(r) {
+    var box = el("div", "frontier-edges");
+    Object.keys(r.edges || {}).forEach(function (task) {
+      var c = r.edges[task], line = attrs(el("div", c.failed ? "reason" : ""), {"data-task": task});
+      var href = c.report ? safeHref(c.report) : null, name = el(href === null ? "span" : "a", "mono", task);
+      if (href !== null) { name.setAttribute("href", href); }
+      line.appendChild(name);
+      var why = c.failed ? " (" + (c.verdict || "failed") + (has(c.failed_checks) ? ": " + c.failed_checks.join(", ") : "") + ")" : "";
+      line.appendChild(document.createTextNode(": " + fmt(c.n_edges) + " edges" + (c.target_met ? "" : ", target not met") + why));
+      box.appendChild(line);
+    });
+    return box.childNodes.length ? box : "\u2013";
+  }
+  function renderFrontierTable(f) {
+    var rows = (f.table && f.table.rows) || [];
+    var s = section("points", "Points");
+    var heads = ["point", "family", "width", "target density", "afrac", "nonzeros", "val loss", "tasks",
+      "geomean edges, sufficient (tasks)", "geomean edges, all (tasks)", "failed", "insufficient", "edges per task"];
+    s.appendChild(gridTable("frontier-table", heads, rows.map(function (r) {
+      return {attrs: {"data-point": r.name, "data-failed": r.failed ? 1 : 0}, cells: [r.name, r.family, "x" + fmt(r.expansion),
+        setting(r.target_density), setting(r.afrac), num(r.nonzeros), fixed(r.val_loss, 4), String(r.n_tasks),
+        isNum(r.geomean_edges_sufficient) ? fmt(r.geomean_edges_sufficient, 1) + " (" + r.n_tasks_sufficient + ")" : "\u2013",
+        isNum(r.geomean_edges_all) ? fmt(r.geomean_edges_all, 1) + " (" + r.n_tasks_all + ")" : "\u2013",
+        String(r.n_failed), String(r.n_insufficient), taskEdges(r)]};
+    }), [5, 6, 7, 8, 9, 10, 11]));
+  }
+  function perTaskRatios(m) {
+    var box = el("div", "frontier-edges");
+    Object.keys(m.per_task || {}).forEach(function (task) {
+      var v = m.per_task[task], why = (m.reasons || {})[task];
+      var line = attrs(el("div", isNum(v) ? "" : "muted", task + ": " + (isNum(v) ? v.toFixed(2) + "x" : "\u2013")), {"data-task": task});
+      if (why) { line.setAttribute("title", why); }
+      box.appendChild(line);
+    });
+    return box.childNodes.length ? box : "\u2013";
+  }
+  function renderMatched(f) {
+    var m = f.matched || {};
+    var s = section("matched", "Matched-loss ratios");
+    s.appendChild(el("p", "muted", "Dense/sparse edges at each sparse point's validation loss: the dense points' " +
+      "log(edges) interpolated linearly in log(loss) between the two dense points that bracket it (" +
+      ((m.dense_points || []).join(", ") || "none") + "); no extrapolation. Trusted: circuits that pass sufficiency; " +
+      "all: circuits that met the target. Hover a per-task value for why it is missing."));
+    var heads = ["point", "family", "val loss", "dense bracket", "ratio, trusted (tasks)", "min", "median", "max",
+      "ratio, all (tasks)", "per task (trusted)", "note"];
+    s.appendChild(gridTable("matched-ratios", heads, (m.points || []).map(function (r) {
+      var sp = r.trusted.spread || {};
+      return {attrs: {"data-point": r.name}, cells: [r.name, r.family, fixed(r.val_loss, 4),
+        r.bracket ? r.bracket.lower + " \u2013 " + r.bracket.upper : "\u2013", ratioText(r.trusted),
+        fixed(sp.min, 2), fixed(sp.median, 2), fixed(sp.max, 2), ratioText(r.all), perTaskRatios(r.trusted), r.reason || ""]};
+    }), [2, 4, 5, 6, 7, 8]));
+    var fams = m.families || {};
+    s.appendChild(el("h3", null, "Per family"));
+    s.appendChild(gridTable("matched-families", ["family", "geomean ratio, trusted (points)", "geomean ratio, all (points)"],
+      Object.keys(fams).map(function (k) {
+        var t = fams[k].trusted, a = fams[k].all;
+        var txt = function (x) { return isNum(x.geomean_ratio) ? x.geomean_ratio.toFixed(2) + "x (" + x.n_points + " of " + x.points_total + ")" : "\u2013"; };
+        return {attrs: {"data-family": k}, cells: [k, txt(t), txt(a)]};
+      }), [1, 2]));
+  }
+  function renderFrontierReuse(f) {
+    var rs = f.reuse || [];
+    if (rs.length) {
+      var s = section("reuse-summary", "Reuse summary");
+      s.appendChild(gridTable("frontier-reuse", ["point", "tasks", "mean node Jaccard (off-diagonal)", "mean edge Jaccard (off-diagonal)"],
+        rs.map(function (r) { return {attrs: {"data-point": r.name}, cells: [r.name, String(r.n_tasks), fixed(r.mean_node_jaccard, 3), fixed(r.mean_edge_jaccard, 3)]}; }),
+        [1, 2, 3]));
+    }
+    renderReuse(data.reuse);
+  }
+  function renderMissing(f) {
+    var miss = f.missing || {}, items = [];
+    (miss.points || []).forEach(function (m) { items.push("point " + m.name + ": " + m.reason); });
+    (miss.circuits || []).forEach(function (m) { items.push(m.point + (m.task ? " / " + m.task : "") + ": " + m.reason); });
+    if (items.length) { section("missing", "Missing").appendChild(listOf(items, "frontier-missing")); }
+  }
+  function renderFrontier() {
+    var f = isObj(data.frontier) ? data.frontier : {};
+    renderFrontierSummary(f);
+    renderFrontierCharts(f);
+    renderFrontierTable(f);
+    renderMatched(f);
+    renderFrontierReuse(f);
+    renderMissing(f);
+  }
+
+  var pages = {circuit: renderCircuit, run: renderRun, compare: renderCompare, frontier: renderFrontier,
     index: function () {
       renderCircuitTable(section("circuits", "Circuits"), data.circuits);
       renderReuse(data.reuse);
