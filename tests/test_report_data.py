@@ -278,3 +278,19 @@ def test_a_checkpoint_brings_tokenizer_corpus_and_losses(setup):
     data = build_report_data(circuit, ckpt, n_pairs=4, snippet_tokens=256)
     assert data["examples"] and all(n["snippet_groups"] is not None for n in data["nodes"])
     assert data["model"]["val_loss"] == 4.5
+
+
+def test_cli_index_of_circuits_shows_their_reuse(setup, tmp_path):
+    """`report --circuits` draws the reuse matrices of each model's circuits: two copies of
+    one circuit overlap entirely."""
+    import shutil
+
+    *_, folder = setup
+    for name in ("a", "b"):
+        shutil.copytree(folder, tmp_path / "circuits" / name)
+    out = tmp_path / "index.html"
+    assert main(["report", "--circuits", str(tmp_path / "circuits"), "--out", str(out), "--no-model"]) == 0
+    blob = json.loads(out.read_text().split('id="data">', 1)[1].split("</script>", 1)[0])
+    (reuse,) = blob["reuse"].values()
+    assert reuse["tasks"] == ["a", "b"] and reuse["node_jaccard"] == [[1.0, 1.0], [1.0, 1.0]]
+    assert reuse["n_edges"] == [len(json.loads((folder / "circuit.json").read_text())["edges"])] * 2

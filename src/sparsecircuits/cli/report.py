@@ -118,6 +118,20 @@ def _write_circuits(folders: list[Path], out: Path, models: _Models, args: argpa
     return entries
 
 
+def _reuse_by_model(folders: list[Path]) -> dict[str, Any]:
+    """Circuit reuse matrices of the folders' circuits, one per model with at least two
+    circuits (keyed by the model's folder name and fingerprint)."""
+    from sparsecircuits.circuits import Circuit, reuse_matrices
+
+    groups: dict[str, dict[str, Any]] = {}
+    for folder in folders:
+        circuit = Circuit.load(folder)
+        model = circuit.model
+        label = f"{Path(str(model.get('path') or 'model')).name} ({str(model.get('fingerprint') or '?')[:8]})"
+        groups.setdefault(label, {})[folder.name] = circuit
+    return {label: reuse_matrices(group) for label, group in groups.items() if len(group) >= 2}
+
+
 def _run(args: argparse.Namespace) -> int:
     from sparsecircuits.report.data import build_run_data, find_circuits
     from sparsecircuits.report.html import render_index, write_report
@@ -143,7 +157,8 @@ def _run(args: argparse.Namespace) -> int:
         entries = _write_circuits(folders, out, models, args)
         from sparsecircuits.atomic import atomic_write_text
 
-        atomic_write_text(out, render_index(entries, title=f"circuits in {Path(args.circuits).name}"))
+        atomic_write_text(out, render_index(entries, title=f"circuits in {Path(args.circuits).name}",
+                                            reuse=_reuse_by_model(folders)))
     else:
         run = Path(args.run)
         circuits_dir = run / "circuits"
