@@ -336,6 +336,15 @@ CASES |= {
                                           "bad"),
     "report/run-not-a-run": Case("report --run {bad} --out {new}.html", "empty_dir", "bad"),
     "demo/unknown-task": Case("demo --out {new} --task no_such_task", None, "no_such_task"),
+    "frontier run/sweep-missing": Case("frontier run --sweep {tmp}/nope.toml --out {new}", None, "nope"),
+    "frontier run/sweep-unknown-name": Case("frontier run --sweep no_such_sweep --out {new}", None, "no_such_sweep"),
+    "frontier run/sweep-broken": Case("frontier run --sweep {bad} --out {new}", "toml_broken", "bad"),
+    "frontier run/sweep-binary": Case("frontier run --sweep {bad} --out {new}", "toml_binary", "bad"),
+    "frontier run/shard": Case("frontier run --sweep tiny --out {new} --data {corpus} --shard 3/2", None, "shard"),
+    "frontier run/data-not-a-corpus": Case("frontier run --sweep tiny --out {new} --data {bad}", "empty_dir",
+                                           "corpus"),
+    "frontier report/not-a-sweep": Case("frontier report {bad}", "empty_dir", "bad"),
+    "frontier report/a-file": Case("frontier report {bad}", "text_file", "bad"),
 }
 
 
