@@ -101,9 +101,8 @@ def _list(table: Mapping[str, Any], key: str, kind: type, source: str, default: 
     if value is None:
         raise InputError(f"{source}: `{key}` is missing; give a list, e.g. {key} = [1, 2]")
     values = value if isinstance(value, list) else [value]
-    good = [v for v in values if isinstance(v, (int, float)) and not isinstance(v, bool)] if kind is float else \
-        [v for v in values if isinstance(v, int) and not isinstance(v, bool)]
-    if len(good) != len(values) or not values:
+    types = (int, float) if kind is float else int
+    if not values or not all(isinstance(v, types) and not isinstance(v, bool) for v in values):
         raise InputError(f"{source}: `{key}` must be a non-empty list of {kind.__name__}s, got {value!r}")
     return values
 
@@ -228,15 +227,13 @@ def _complete(run: Path, cfg: RunConfig) -> bool:
 
 def train_point(sweep: Sweep, out: Path, point: SweepPoint, progress: bool = True) -> Path:
     """Train the point's run (skipped when complete, resumed when interrupted); its folder."""
-    from sparsecircuits.checkpoint import CONFIG_FILE
     from sparsecircuits.train import train
-    from sparsecircuits.train.state import state_dirs
+    from sparsecircuits.train.state import has_saved_run
 
     run = point_dir(out, point) / "run"
     cfg = point.run_config(sweep.base_config(), sweep.tokens)
     if not _complete(run, cfg):
-        resume = bool(state_dirs(run)) or (run / CONFIG_FILE).is_file() if run.is_dir() else False
-        train(cfg, sweep.data, run, resume=resume, progress=progress)
+        train(cfg, sweep.data, run, resume=has_saved_run(run), progress=progress)
     return run
 
 

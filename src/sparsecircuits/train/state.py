@@ -76,6 +76,11 @@ def run_record(config: RunConfig, shards: TokenShards, data_dir: Path, world_siz
     return {**config.to_dict(), "data": data, "world_size": world_size}
 
 
+def has_saved_run(out_dir: Path) -> bool:
+    """Does `out_dir` hold a run that `--resume` can continue (a saved state or a final model)?"""
+    return out_dir.is_dir() and (bool(state_dirs(out_dir)) or (out_dir / CONFIG_FILE).exists())
+
+
 def prepare_run_dir(out_dir: Path, resume: bool) -> None:
     """Check that `out_dir` can take a new run (or holds one to resume).
 
@@ -84,7 +89,7 @@ def prepare_run_dir(out_dir: Path, resume: bool) -> None:
     if out_dir.exists() and not out_dir.is_dir():
         raise InputError(f"--out {out_dir} is a file; give a folder for the run")
     started = (out_dir / RUN_CONFIG_FILE).exists() or (out_dir / STATE_DIR).exists()
-    saved = bool(state_dirs(out_dir)) or (out_dir / CONFIG_FILE).exists()
+    saved = has_saved_run(out_dir)
     others = [p.name for p in out_dir.iterdir() if p.name != LOCK_FILE] if out_dir.is_dir() else []
     if others and not started:
         raise InputError(
