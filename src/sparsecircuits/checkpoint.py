@@ -470,7 +470,7 @@ def _index_positions(idx: torch.Tensor, numel: int, name: str, source: str) -> t
     return idx.long()
 
 
-def _read_weights(weights: Path) -> dict[str, torch.Tensor]:
+def read_weights(weights: Path) -> dict[str, torch.Tensor]:
     """The tensors of a model.safetensors in either layout (dense after loading)."""
     try:
         with safe_open(str(weights), framework="pt") as f:
@@ -604,7 +604,7 @@ def load_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> Che
     weights = path / WEIGHTS_FILE
     if not weights.is_file():
         raise CheckpointError(f"{weights} is {'not a file' if weights.exists() else 'missing'}")
-    tensors = _read_weights(weights)
+    tensors = read_weights(weights)
     model = SparseTransformer(cfg)
     check_state_dict(model, tensors, str(weights))
     if cfg.tied_embeddings:

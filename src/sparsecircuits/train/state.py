@@ -21,8 +21,8 @@ from __future__ import annotations
 import json
 import os
 import shutil
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +35,7 @@ from sparsecircuits.checkpoint import (
     TRAINING_FILE,
     WEIGHTS_FILE,
     load_checkpoint,
+    read_weights,
     save_checkpoint,
 )
 from sparsecircuits.data.shards import TokenShards
@@ -42,7 +43,7 @@ from sparsecircuits.errors import InputError
 from sparsecircuits.jsonio import read_json, read_text
 from sparsecircuits.model import SparseTransformer
 from sparsecircuits.runlock import LOCK_FILE
-from sparsecircuits.tensorio import load_torch_file, save_torch
+from sparsecircuits.tensorio import load_torch_file, save_tensors, save_torch
 from sparsecircuits.train.config import RESUMABLE_CHANGES, RunConfig
 
 RUN_CONFIG_FILE = "run_config.json"
@@ -67,6 +68,7 @@ class ResumeState:
     last_train_loss: float | None
     window_loss: float = 0.0  # train loss summed over the steps since the last metrics row
     window_steps: int = 0
+    extra: dict[str, dict[str, torch.Tensor]] = field(default_factory=dict)  # NAME.safetensors files
 
 
 def run_record(config: RunConfig, shards: TokenShards, data_dir: Path, world_size: int) -> dict:
@@ -143,6 +145,9 @@ def check_resume_compatible(out_dir: Path, record: dict) -> None:
             f"the corpus differs (manifest {saved_hash} was trained on, --data has "
             f"{record['data']['manifest_hash']})"
         )
+    for table in sorted((set(saved) | set(record)) - {"model", "train", "data", "world_size"}):
+        if saved.get(table) != record.get(table):  # a subclass's own settings (e.g. bridges)
+            problems.append(f"the {table} settings differ ({_diff(saved.get(table) or {}, record.get(table) or {})})")
     if problems:
         raise InputError(
             f"--resume: {out_dir} is incompatible with this command: {'; '.join(problems)}. "
@@ -180,8 +185,10 @@ def save_state(
     optimizer: torch.optim.Optimizer,
     trainer: dict[str, Any],
     keep: int,
+    extra: Mapping[str, Mapping[str, torch.Tensor]] | None = None,
 ) -> Path:
     """Write state/step-N atomically, then drop all but the newest `keep` (0 keeps all).
+    `extra` tensor files (a trainer subclass's own modules) are saved as NAME.safetensors.
 
     States after `step` are dropped too: they are damaged ones that the resume this run
     continues from skipped."""
@@ -190,6 +197,8 @@ def save_state(
         save_checkpoint(model, tmp / "model")
         save_torch({"optimizer": optimizer.state_dict(), "torch_rng": torch.get_rng_state()}, tmp / "optimizer.pt")
         (tmp / "trainer.json").write_text(json.dumps({"step": step, **trainer}) + "\n", encoding="utf-8")
+        for name, tensors in (extra or {}).items():
+            save_tensors({k: v.detach().cpu().contiguous() for k, v in tensors.items()}, tmp / f"{name}.safetensors")
     found = state_dirs(out_dir)
     older = [p for s, p in found if s <= step]
     for old in [p for s, p in found if s > step] + (older[:-keep] if keep else []):
@@ -225,6 +234,7 @@ def load_state(path: Path, step: int) -> ResumeState:
         optimizer_state, torch_rng = dict(blob["optimizer"]), blob["torch_rng"]
     except (OSError, KeyError, TypeError, InputError) as exc:
         raise InputError(f"optimizer.pt: {_why(exc)}") from exc
+    extra = {p.name[: -len(".safetensors")]: read_weights(p) for p in sorted(path.glob("*.safetensors"))}
     return ResumeState(
         path=path,
         step=step,
@@ -237,6 +247,7 @@ def load_state(path: Path, step: int) -> ResumeState:
         last_train_loss=trainer.get("last_train_loss"),
         window_loss=window[0],
         window_steps=window[1],
+        extra=extra,
     )
 
 

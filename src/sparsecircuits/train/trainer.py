@@ -124,7 +124,7 @@ def weight_decay_params(model: SparseTransformer) -> list[tuple[str, torch.nn.Pa
     return [(n, p) for n, p in model.named_parameters() if kinds[n] in ("matrix", "embedding")]
 
 
-def _adam(params: list[torch.nn.Parameter], cfg: TrainConfig) -> torch.optim.Adam:
+def make_optimizer(params: list[torch.nn.Parameter], cfg: TrainConfig) -> torch.optim.Adam:
     """Adam without weight decay (decay is applied by hand after the projection); the fused
     kernel when this torch and device have one (several times faster on CPU)."""
     kwargs: dict[str, Any] = {"lr": cfg.lr, "betas": cfg.betas, "eps": cfg.eps, "weight_decay": 0.0}
@@ -194,7 +194,7 @@ class Trainer:
         self._start_step, self._t_start = 0, time.perf_counter()
         self.val_loss: float | None = None
         self._setup_data()
-        self.record = run_record(run, self.shards, self.data_dir, self.d.world_size)
+        self.record = self.make_record()
         self._lock = acquire_lock(self.out_dir) if self.d.main else None  # before RUN is written
         if self._lock is not None:
             weakref.finalize(self, self._lock.release)  # a Trainer driven by hand and dropped
@@ -203,10 +203,10 @@ class Trainer:
         except BaseException:
             self.close()
             raise
-        self.net: torch.nn.Module = self.model
+        self.net: torch.nn.Module = self.trained_module()
         if self.d.world_size > 1:
             ids = [self.device.index] if self.device.type == "cuda" else None
-            self.net = DistributedDataParallel(self.model, device_ids=ids)
+            self.net = DistributedDataParallel(self.net, device_ids=ids)
         self.tokens_per_step = self.cfg.batch_size * self.run.model.n_ctx
         self.bf16 = self.cfg.autocast == "bf16" or (self.cfg.autocast == "auto" and native_bf16(self.device))
 
@@ -235,6 +235,23 @@ class Trainer:
             truncate_metrics(self.out_dir, self.step_count)  # a fresh start drops a failed run's rows
             if not resume:
                 write_run_config(self.out_dir, self.record)
+
+    def make_record(self) -> dict[str, Any]:
+        """The content of run_config.json; a resume must match it (subclasses add to it)."""
+        return run_record(self.run, self.shards, self.data_dir, self.d.world_size)
+
+    def trained_module(self) -> torch.nn.Module:
+        """The module whose forward `loss` calls (wrapped for DistributedDataParallel)."""
+        return self.model
+
+    def extra_metrics(self, evaluating: bool) -> dict[str, Any]:
+        """Fields a subclass adds to each metrics row (none here)."""
+        return {}
+
+    def extra_tensors(self) -> dict[str, dict[str, torch.Tensor]]:
+        """Tensor files a subclass saves in each state folder, by name (none here); they come
+        back as `ResumeState.extra`."""
+        return {}
 
     def close(self) -> None:
         """Release the run folder's lock; `fit` does when it ends (call it after driving `step`
@@ -276,9 +293,10 @@ class Trainer:
             else None
         )
         self.model.to(self.device)
-        self.params = list(self.model.parameters())
+        self.named_params = list(self.model.named_parameters())
+        self.params = [p for _, p in self.named_params]
         self.decay = [p for _, p in weight_decay_params(self.model)]
-        self.optimizer = _adam(self.params, cfg)
+        self.optimizer = make_optimizer(self.params, cfg)
 
     def state_dict(self) -> dict[str, Any]:
         """The trainer's own resumable state (the model and optimizer are saved beside it),
@@ -356,7 +374,7 @@ class Trainer:
     def _check_weights(self) -> None:
         """Raise the divergence error if a weight is NaN or infinite (before saving them)."""
         finite = torch.stack([torch.isfinite(p).all() for p in self.params]).tolist()
-        bad = [name for (name, _), ok in zip(self.model.named_parameters(), finite, strict=True) if not ok]
+        bad = [name for (name, _), ok in zip(self.named_params, finite, strict=True) if not ok]
         if bad:
             more = f" and {len(bad) - 1} more" if len(bad) > 1 else ""
             raise self._diverged(f"non-finite weights in {bad[0]}{more}")
@@ -388,6 +406,7 @@ class Trainer:
                 "step_time": (now - window.t0) / window.steps,
                 "tokens_per_s": self.tokens_per_step * window.steps / (now - window.t0),
                 "wall_time": self.elapsed_before + now - self._t_start,
+                **self.extra_metrics(evaluating),
             }
             append_metrics(self.out_dir, row)
             self.bar.set_postfix(
@@ -401,7 +420,8 @@ class Trainer:
         self._check_weights()
         trainer = self.state_dict()
         if self.d.main:
-            save_state(self.out_dir, self.step_count, self.model, self.optimizer, trainer, self.cfg.keep_checkpoints)
+            save_state(self.out_dir, self.step_count, self.model, self.optimizer, trainer, self.cfg.keep_checkpoints,
+                       extra=self.extra_tensors())
         self.saved_step = self.step_count
 
     def fit(self) -> TrainResult:

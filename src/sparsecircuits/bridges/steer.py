@@ -1,0 +1,217 @@
+"""Steering the dense model through a sparse channel (docs/bridges.md).
+
+A residual channel of the sparse model (a circuit node at a read or write location, or a
+bridge site and channel) is moved by `delta` at some positions; the decoder carries the
+difference into the dense residual at the same site (`delta x` the decoder's column for that
+channel, times a scale) and the dense model runs on. For each scale: the dense model's
+probabilities of the task's answer and of its alternative, with and without the edit; a
+control edit of the same norm along random sparse channels of the same site; and the same
+edit applied inside the sparse model itself, as a reference.
+
+Edit values: `to` (the channel set to a number), `from_prompts` (to its mean on other
+prompts), or `toward_alt` (to its value on each pair's alternative prompt, position by
+position: for a task pair, the channel the alternative prompt would have).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from sparsecircuits.bridges.model import Bridges, load_bridges
+from sparsecircuits.bridges.quality import site_activations
+from sparsecircuits.checkpoint import Checkpoint, load_checkpoint, model_fingerprint
+from sparsecircuits.errors import InputError
+from sparsecircuits.model import SparseTransformer
+from sparsecircuits.model.locations import get_location, hook_location
+from sparsecircuits.tasks import EncodedPair, make_batch
+from sparsecircuits.tasks.loss import check_fits
+
+POSITIONS = ("all", "last")
+DEFAULT_SCALES = (0.0, 0.5, 1.0, 2.0, 4.0)
+
+
+@dataclass
+class BridgedModels:
+    """A bridges folder opened: the dense and sparse checkpoints and the bridges."""
+
+    dense: Checkpoint
+    sparse: Checkpoint
+    bridges: Bridges
+    meta: dict[str, Any]
+
+
+def open_bridges(folder: str | Path, dense: str | Path | None = None) -> BridgedModels:
+    """Open a bridges folder: the sparse model is the folder's checkpoint, the dense model
+    the one bridges.json names (or `dense`); its fingerprint must match the recorded one."""
+    folder = Path(folder)
+    bridges, _, meta = load_bridges(folder)
+    sparse = load_checkpoint(folder)
+    dense_path = Path(dense) if dense is not None else Path(meta["dense"].get("path", ""))
+    if not (dense_path / "config.json").is_file():
+        raise InputError(f"the dense model of {folder} is not at {dense_path}; pass its folder with --dense")
+    dense_ck = load_checkpoint(dense_path)
+    recorded = meta["dense"].get("fingerprint")
+    if recorded and model_fingerprint(dense_ck.model) != recorded:
+        raise InputError(f"{dense_path} is not the dense model these bridges were trained with "
+                         f"(fingerprint {model_fingerprint(dense_ck.model)}, bridges.json has {recorded})")
+    if bridges.d_sparse != sparse.model.cfg.d_model or bridges.d_dense != dense_ck.model.cfg.d_model:
+        raise InputError(f"{folder}: the bridges' widths do not match the two models")
+    return BridgedModels(dense_ck, sparse, bridges, meta)
+
+
+def residual_channel(node: str, model: SparseTransformer) -> tuple[str, int]:
+    """The (bridge site, channel) of a node `HOOK:INDEX`: a site itself
+    (`blocks.L.hook_resid_pre:5`) or a residual-channel node location (read: the channel the
+    sublayer reads; write: the channel the sublayer writes, at the site after its add)."""
+    hook, sep, index = node.rpartition(":")
+    if not sep or not index.isdigit():
+        raise InputError(f"--node {node!r} must look like HOOK:INDEX, e.g. blocks.1.attn_out:17")
+    channel = int(index)
+    if ".hook_resid_" in hook:
+        return hook, channel
+    try:
+        layer, alias = hook_location(model.resolve_hook_name(hook))
+    except (KeyError, ValueError) as exc:
+        raise InputError(f"--node {node}: {hook!r} is neither a node location nor a bridge site") from exc
+    loc, n_layer = get_location(alias), model.cfg.n_layer
+    if loc.role == "read":
+        return (f"blocks.{layer}.hook_resid_pre" if alias == "attn_in" else f"blocks.{layer}.hook_resid_mid"), channel
+    if loc.role == "write":
+        if alias == "attn_out":
+            return f"blocks.{layer}.hook_resid_mid", channel
+        last = layer == n_layer - 1
+        return (f"blocks.{layer}.hook_resid_post" if last else f"blocks.{layer + 1}.hook_resid_pre"), channel
+    raise InputError(f"--node {node}: a {loc.role} node is not a residual channel; steer a node at "
+                     "attn_in, attn_out, mlp_in or mlp_out, or a site such as blocks.0.hook_resid_mid:3")
+
+
+def _edit_hook(edit: torch.Tensor):
+    return lambda x, hook: x + edit.to(x.dtype)
+
+
+def _answer_probs(model: SparseTransformer, tokens: torch.Tensor, last: torch.Tensor, target: torch.Tensor,
+                  alt: torch.Tensor, site: str | None = None, edit: torch.Tensor | None = None) -> torch.Tensor:
+    """p(target) and p(alt) at each row's last position [B, 2], with `edit` added at `site`."""
+    hooks = [] if edit is None else [(site, _edit_hook(edit))]
+    with model.hooks(hooks):
+        logits = model(tokens)[torch.arange(len(tokens)), last].float().softmax(-1)
+    return torch.stack([logits.gather(1, target[:, None])[:, 0], logits.gather(1, alt[:, None])[:, 0]], dim=1)
+
+
+def _deltas(sparse: SparseTransformer, site: str, channel: int, pairs: Sequence[EncodedPair], value: str,
+            to: float | None, positions: str) -> tuple[torch.Tensor, Any]:
+    """The change of the sparse channel [B, T] on the A prompts (zero where not edited)."""
+    batch = make_batch(pairs)
+    n = len(pairs)
+    _, acts = site_activations(sparse, batch.tokens, [site])
+    h = acts[site][..., channel]
+    current, alt = h[:n], h[n:]
+    width = batch.tokens.shape[1]
+    last = batch.last_pos[:n]
+    span = torch.arange(width)[None, :] <= last[:, None]
+    where = span if positions == "all" else torch.arange(width)[None, :] == last[:, None]
+    if value == "toward_alt":
+        if not torch.equal(batch.last_pos[:n], batch.last_pos[n:]):
+            raise InputError("toward-alt steering needs pairs whose two prompts have the same length "
+                             "(position by position); use --to or --from-prompts")
+        target = alt
+    else:
+        target = torch.full_like(current, float(to))
+    return torch.where(where, target - current, 0.0), batch
+
+
+def channel_value(sparse: SparseTransformer, site: str, channel: int, prompts: Sequence[EncodedPair],
+                  positions: str = "all") -> float:
+    """The channel's mean on the A prompts of `prompts` (every real position, or the last)."""
+    batch = make_batch(prompts)
+    n = len(prompts)
+    _, acts = site_activations(sparse, batch.tokens[:n], [site])
+    h = acts[site][..., channel]
+    width = batch.tokens.shape[1]
+    last = batch.last_pos[:n]
+    where = torch.arange(width)[None, :] <= last[:, None] if positions == "all" else (
+        torch.arange(width)[None, :] == last[:, None])
+    return float(h[where].mean())
+
+
+def _summary(probs: torch.Tensor) -> dict[str, float]:
+    return {"p_target": float(probs[:, 0].mean()), "p_alt": float(probs[:, 1].mean())}
+
+
+@torch.no_grad()
+def steer(models: BridgedModels, node: str, pairs: Sequence[EncodedPair], *, to: float | None = None,
+          toward_alt: bool = False, scales: Sequence[float] = DEFAULT_SCALES, positions: str = "all",
+          controls: int = 8, seed: int = 0) -> dict[str, Any]:
+    """Steer the dense model through one sparse channel on the A prompts of `pairs` (see the
+    module docstring). Give `to`, or `toward_alt`. Returns a JSON-ready record."""
+    if (to is None) == (not toward_alt):
+        raise InputError("give exactly one edit value: --to VALUE, --from-prompts FILE or --toward-alt")
+    if positions not in POSITIONS:
+        raise InputError(f"positions must be one of {POSITIONS}, got {positions!r}")
+    if not pairs:
+        raise InputError("steering needs at least one prompt")
+    dense, sparse, bridges = models.dense.model, models.sparse.model, models.bridges
+    for model in (dense, sparse):
+        check_fits(model, list(pairs), "the steering prompts")
+    site, channel = residual_channel(node, sparse)
+    i = bridges.site_index(site)
+    if not 0 <= channel < bridges.d_sparse:
+        raise InputError(f"--node {node}: channel {channel} is outside the sparse residual (width {bridges.d_sparse})")
+    delta, batch = _deltas(sparse, site, channel, pairs, "toward_alt" if toward_alt else "to", to, positions)
+    n = len(pairs)
+    tokens, last, target, alt = batch.tokens[:n], batch.last_pos[:n], batch.correct[:n], batch.wrong[:n]
+    direction = bridges.decoder_direction(i, channel)
+    others = [c for c in range(bridges.d_sparse) if c != channel]
+    gen = torch.Generator().manual_seed(seed)
+    picks = [others[int(j)] for j in torch.randperm(len(others), generator=gen)[:controls]]
+    norm = direction.norm()
+    control_dirs = [bridges.decoder_direction(i, c) * (norm / bridges.decoder_direction(i, c).norm().clamp_min(1e-12))
+                    for c in picks]
+    unit = torch.zeros(bridges.d_sparse)
+    unit[channel] = 1.0
+    base_dense = _answer_probs(dense, tokens, last, target, alt)
+    base_sparse = _answer_probs(sparse, tokens, last, target, alt)
+    rows = []
+    for scale in scales:
+        d = scale * delta[..., None]
+        dense_p = _answer_probs(dense, tokens, last, target, alt, site, d * direction)
+        sparse_p = _answer_probs(sparse, tokens, last, target, alt, site, d * unit)
+        ctrl = torch.stack([_answer_probs(dense, tokens, last, target, alt, site, d * c)[:, 1].mean()
+                            for c in control_dirs]) if control_dirs else torch.zeros(0)
+        rows.append({
+            "scale": float(scale), "dense": _summary(dense_p), "sparse": _summary(sparse_p),
+            "control": {"p_alt": float(ctrl.mean()) if len(ctrl) else None,
+                        "p_alt_sd": float(ctrl.std()) if len(ctrl) > 1 else None, "channels": picks},
+            "per_prompt_dense_p_alt": dense_p[:, 1].tolist(),
+        })
+    return {
+        "node": node, "site": site, "channel": channel, "value": "toward_alt" if toward_alt else float(to),
+        "positions": positions, "n_prompts": n, "mean_delta": float(delta[delta != 0].mean()) if bool((delta != 0).any()) else 0.0,
+        "decoder_norm": float(norm),
+        "baseline": {"dense": _summary(base_dense), "sparse": _summary(base_sparse)},
+        "scales": rows,
+    }
+
+
+def steering_markdown(result: dict[str, Any]) -> str:
+    """A steering record as a Markdown table, one row per scale."""
+    b = result["baseline"]
+    lines = [
+        f"steer {result['node']} (site {result['site']}, channel {result['channel']}) to "
+        f"{result['value']} at {result['positions']} positions, {result['n_prompts']} prompts; "
+        f"without the edit the dense model has p(target) {b['dense']['p_target']:.3f}, p(alt) {b['dense']['p_alt']:.3f}",
+        "",
+        "| scale | dense p(target) | dense p(alt) | control p(alt) (random channels) | sparse p(target) | sparse p(alt) |",
+        "|---|---|---|---|---|---|",
+    ]
+    for row in result["scales"]:
+        c = row["control"]
+        ctrl = "-" if c["p_alt"] is None else f"{c['p_alt']:.3f}" + (f" ± {c['p_alt_sd']:.3f}" if c["p_alt_sd"] is not None else "")
+        lines.append(f"| {row['scale']:g} | {row['dense']['p_target']:.3f} | {row['dense']['p_alt']:.3f} | {ctrl} "
+                     f"| {row['sparse']['p_target']:.3f} | {row['sparse']['p_alt']:.3f} |")
+    return "\n".join(lines) + "\n"
