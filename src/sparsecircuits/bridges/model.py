@@ -34,6 +34,8 @@ from sparsecircuits.tensorio import save_tensors
 BRIDGES_WEIGHTS = "bridges.safetensors"
 BRIDGES_META = "bridges.json"
 BRIDGES_FORMAT = 1
+INITS = ("lstsq", "random")
+RIDGE = 1e-3  # ridge of the least-squares init, relative to the mean input variance
 
 
 @dataclass(frozen=True)
@@ -47,6 +49,7 @@ class BridgeConfig:
     lm_coef: float = 1.0  # the sparse model's own next-token loss (joint training only)
     sites_per_step: int = 1  # sites sampled per step for the hybrid passes
     encoder_afrac: float | None = None
+    init: str = "lstsq"  # lstsq: fit every map by ridge regression on a few batches first; random
 
     def __post_init__(self) -> None:
         for name in ("nmse_coef", "kl_coef", "lm_coef"):
@@ -55,6 +58,8 @@ class BridgeConfig:
                 raise InputError(f"bridges {name} must be a finite number >= 0, got {value!r}")
         if not isinstance(self.sites_per_step, int) or self.sites_per_step < 1:
             raise InputError(f"bridges sites_per_step must be an integer >= 1, got {self.sites_per_step!r}")
+        if self.init not in INITS:
+            raise InputError(f"bridges init must be one of {', '.join(INITS)}, got {self.init!r}")
         afrac = self.encoder_afrac
         if afrac is not None and not (isinstance(afrac, (int, float)) and 0 < afrac <= 1):
             raise InputError(f"bridges encoder_afrac must be in (0, 1], got {afrac!r}")
@@ -111,6 +116,28 @@ class Bridges(nn.Module):
     def decoder_direction(self, i: int, channel: int) -> torch.Tensor:
         """What one unit of sparse channel `channel` adds to the dense residual at site i."""
         return self.decoders[i].weight[:, channel]
+
+
+@torch.no_grad()
+def fit_least_squares_(bridges: Bridges, dense_acts: Mapping[str, torch.Tensor],
+                       sparse_acts: Mapping[str, torch.Tensor]) -> None:
+    """Set every encoder and decoder to the ridge-regression map between the two models'
+    residuals at its site (activations [..., d], flattened over batch and position); the
+    encoder's AbsTopK then keeps the largest outputs of that linear map."""
+    for i, site in enumerate(bridges.sites):
+        x_d, x_s = dense_acts[site].flatten(0, -2).double(), sparse_acts[site].flatten(0, -2).double()
+        _fit_linear_(bridges.encoders[i], x_d, x_s)
+        _fit_linear_(bridges.decoders[i], x_s, x_d)
+
+
+def _fit_linear_(layer: nn.Linear, x: torch.Tensor, y: torch.Tensor) -> None:
+    mx, my = x.mean(0), y.mean(0)
+    xc, yc = x - mx, y - my
+    gram = xc.T @ xc / len(x)
+    gram += RIDGE * gram.diagonal().mean().clamp_min(1e-12) * torch.eye(len(gram), dtype=gram.dtype)
+    weight = torch.linalg.solve(gram, xc.T @ yc / len(x)).T
+    layer.weight.copy_(weight.float())
+    layer.bias.copy_((my - weight @ mx).float())
 
 
 def make_bridges(dense: SparseTransformer, sparse: SparseTransformer, config: BridgeConfig) -> Bridges:

@@ -146,7 +146,7 @@ def _summary(probs: torch.Tensor) -> dict[str, float]:
 @torch.no_grad()
 def steer(models: BridgedModels, node: str, pairs: Sequence[EncodedPair], *, to: float | None = None,
           toward_alt: bool = False, scales: Sequence[float] = DEFAULT_SCALES, positions: str = "all",
-          controls: int = 8, seed: int = 0) -> dict[str, Any]:
+          controls: int = 8, seed: int = 0, task_name: str = "steering") -> dict[str, Any]:
     """Steer the dense model through one sparse channel on the A prompts of `pairs` (see the
     module docstring). Give `to`, or `toward_alt`. Returns a JSON-ready record."""
     if (to is None) == (not toward_alt):
@@ -157,7 +157,7 @@ def steer(models: BridgedModels, node: str, pairs: Sequence[EncodedPair], *, to:
         raise InputError("steering needs at least one prompt")
     dense, sparse, bridges = models.dense.model, models.sparse.model, models.bridges
     for model in (dense, sparse):
-        check_fits(model, list(pairs), "the steering prompts")
+        check_fits(model, list(pairs), task_name)
     site, channel = residual_channel(node, sparse)
     i = bridges.site_index(site)
     if not 0 <= channel < bridges.d_sparse:

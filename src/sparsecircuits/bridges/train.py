@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 import torch.distributed as dist
 from torch import nn
@@ -24,6 +25,7 @@ from sparsecircuits.bridges.model import (
     BridgeConfig,
     Bridges,
     check_pair,
+    fit_least_squares_,
     hybrid_logits,
     kl_to,
     make_bridges,
@@ -32,6 +34,7 @@ from sparsecircuits.bridges.model import (
 )
 from sparsecircuits.bridges.quality import bridge_quality, next_token_loss, site_activations
 from sparsecircuits.checkpoint import Checkpoint, model_fingerprint
+from sparsecircuits.data.shards import sample_batch
 from sparsecircuits.errors import InputError
 from sparsecircuits.model import SparseTransformer
 from sparsecircuits.model.sparsity import WeightSparsifier
@@ -40,6 +43,7 @@ from sparsecircuits.train.devices import setup_device
 from sparsecircuits.train.state import ResumeState
 from sparsecircuits.train.trainer import Trainer, TrainResult, make_optimizer, weight_decay_params
 
+INIT_WINDOWS = 32  # train windows the least-squares start is fitted on
 PARTS = ("nmse_enc", "nmse_dec", "kl_dense_to_sparse", "kl_sparse_to_dense", "sparse_lm")
 
 
@@ -124,6 +128,8 @@ class BridgeTrainer(Trainer):
         self.bridges = make_bridges(self.dense, self.model, spec.config)
         self.model.to(self.device)
         self.bridges.to(self.device)
+        if spec.config.init == "lstsq":
+            self._fit_bridges()
         self.objective = BridgeObjective(self.model, self.bridges, self.dense, spec.config, self.joint)
         named = [(f"bridges.{n}", p) for n, p in self.bridges.named_parameters()]
         self.named_params = named + (list(self.model.named_parameters()) if self.joint else [])
@@ -131,6 +137,16 @@ class BridgeTrainer(Trainer):
         decayed = [p for n, p in named if n.endswith(".weight")]
         self.decay = decayed + ([p for _, p in weight_decay_params(self.model)] if self.joint else [])
         self.optimizer = make_optimizer(self.params, cfg)
+
+    def _fit_bridges(self) -> None:
+        """The least-squares start: windows of the train split drawn with their own seed, so
+        the training batches are those of a random start (a resume then loads the state)."""
+        rng = np.random.default_rng([self.cfg.seed, 2])
+        x, _ = sample_batch(self.shards.train, INIT_WINDOWS, self.run.model.n_ctx, rng)
+        x = x.to(self.device)
+        _, dense_acts = site_activations(self.dense, x, self.bridges.sites)
+        _, sparse_acts = site_activations(self.model, x, self.bridges.sites)
+        fit_least_squares_(self.bridges, dense_acts, sparse_acts)
 
     def trained_module(self) -> nn.Module:
         return self.objective

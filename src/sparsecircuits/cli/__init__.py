@@ -32,6 +32,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "sparsecircuits.cli.validate",
     "sparsecircuits.cli.demo",
     "sparsecircuits.cli.frontier",
+    "sparsecircuits.cli.bridges",
     "sparsecircuits.cli.sample",
 )
 

@@ -1,0 +1,213 @@
+"""`sparsecircuits bridges train|quality` and `sparsecircuits steer` (docs/bridges.md)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+from sparsecircuits.atomic import atomic_write_text, check_writable_parent
+from sparsecircuits.cli.common import (
+    add_command,
+    add_group,
+    add_task,
+    count,
+    model_path,
+    positive_int,
+)
+from sparsecircuits.errors import InputError
+
+# Training settings of a bridges run over a finished (frozen) sparse model; `FIELD=VALUE`
+# overrides change them, and `--sparse-config` takes its preset's own train table instead.
+BRIDGE_TRAIN = {
+    "steps": 2000, "batch_size": 16, "lr": 3e-3, "warmup_frac": 0.02, "target_density": None,
+    "eval_every": 250, "eval_batches": 4, "log_every": 20, "checkpoint_every": 250,
+}
+
+TRAIN_HELP = """\
+Train bridges between a dense model and a weight-sparse one: at every residual site
+(before each attention and MLP sublayer, and after the last block) an encoder
+(dense -> sparse: linear + AbsTopK) and a decoder (sparse -> dense: linear). The loss is
+the normalized MSE of the mapped residuals in both directions plus the KL to the dense
+model of hybrid passes (run one model to a site, map across, finish in the other), and,
+when the sparse model trains jointly, its own next-token loss. The dense model is frozen.
+With --sparse RUN the sparse model is frozen too (bridges only); with --sparse-config it is
+trained from scratch with its L0 projection. OUT is a training run: --resume, Ctrl-C,
+torchrun and metrics.jsonl work as for `train`, and at the end OUT is the sparse model's
+checkpoint with bridges.safetensors and bridges.json beside it.
+"""
+
+
+def _bridge_config(args: argparse.Namespace) -> Any:
+    from sparsecircuits.bridges import BridgeConfig
+
+    return BridgeConfig(nmse_coef=args.nmse_coef, kl_coef=args.kl_coef, lm_coef=args.lm_coef,
+                        sites_per_step=args.sites_per_step, encoder_afrac=args.encoder_afrac)
+
+
+def _run_config(args: argparse.Namespace, sparse: Any) -> Any:
+    """The run config: the frozen sparse model's shape with BRIDGE_TRAIN, or the preset."""
+    from sparsecircuits.train.config import RunConfig, TrainConfig, apply_overrides, load_run_config
+
+    if sparse is None:
+        return load_run_config(args.sparse_config, args.overrides)
+    bad = [o for o in args.overrides if o.strip().startswith("model.")]
+    if bad:
+        raise InputError(f"{bad[0]}: the model is the finished sparse run {args.sparse}; only train.* settings "
+                         "change a bridges run over it")
+    return apply_overrides(RunConfig(model=sparse.model.cfg, train=TrainConfig(**BRIDGE_TRAIN)), args.overrides)
+
+
+def _data_dir(args: argparse.Namespace, dense: Any) -> Path:
+    if args.data is not None:
+        return Path(args.data)
+    corpus = dense.corpus
+    if corpus is None:
+        raise InputError(f"--data is required: the corpus {args.dense} trained on is not found")
+    return Path(corpus)
+
+
+def _train(args: argparse.Namespace) -> int:
+    from sparsecircuits.bridges import BridgeSpec, train_bridges
+    from sparsecircuits.checkpoint import load_checkpoint
+    from sparsecircuits.train import TrainingInterrupted
+
+    if (args.sparse is None) == (args.sparse_config is None):
+        raise InputError("give exactly one of --sparse RUN (a finished sparse model, kept frozen) and "
+                         "--sparse-config PRESET|FILE (a sparse model trained jointly from scratch)")
+    out = Path(args.out)
+    check_writable_parent(out, "--out")
+    config = _bridge_config(args)
+    dense = load_checkpoint(model_path(args.dense))
+    sparse = load_checkpoint(model_path(args.sparse)) if args.sparse is not None else None
+    run = _run_config(args, sparse)
+    try:
+        result = train_bridges(run, BridgeSpec(dense, sparse, config), _data_dir(args, dense), out,
+                               resume=args.resume, progress=not args.no_progress)
+    except TrainingInterrupted as exc:
+        if os.environ.get("RANK", "0") == "0":
+            print(f"sparsecircuits bridges train: {exc}; continue with the same command and --resume", file=sys.stderr)
+        return 130
+    if os.environ.get("RANK", "0") != "0":
+        return 0
+    from sparsecircuits.bridges import quality_markdown
+
+    print(quality_markdown(result.training["bridges"]["quality"]), end="")
+    print(f"trained bridges for {result.steps} steps ({result.seconds:.0f} s); bridges folder: {result.out_dir}")
+    return 0
+
+
+def _quality(args: argparse.Namespace) -> int:
+    import numpy as np
+
+    from sparsecircuits.bridges import bridge_quality, open_bridges, quality_markdown
+    from sparsecircuits.data.shards import TokenShards, sample_batch
+
+    models = open_bridges(args.dir, dense=args.dense)
+    corpus = Path(args.data) if args.data is not None else models.sparse.corpus
+    if corpus is None:
+        raise InputError(f"--data is required: the corpus {args.dir} trained on is not found")
+    shards = TokenShards.open(corpus)
+    n_ctx = min(models.sparse.model.cfg.n_ctx, models.dense.model.cfg.n_ctx)
+    rng = np.random.default_rng([args.seed, 1])
+    batches = [sample_batch(shards.val, args.batch_size, n_ctx, rng) for _ in range(args.batches)]
+    quality = bridge_quality(models.dense.model, models.sparse.model, models.bridges, batches)
+    print(quality_markdown(quality), end="")
+    if args.out:
+        atomic_write_text(Path(args.out), json.dumps(quality, indent=2) + "\n")
+        print(f"written to {args.out}")
+    return 0
+
+
+def _steer(args: argparse.Namespace) -> int:
+    from sparsecircuits.bridges import open_bridges, steer, steering_markdown
+    from sparsecircuits.bridges.steer import DEFAULT_SCALES, channel_value, residual_channel
+    from sparsecircuits.cli.common import resolve_task
+
+    if (args.to is not None) + (args.from_prompts is not None) + bool(args.toward_alt) != 1:
+        raise InputError("give exactly one edit value: --to VALUE, --from-prompts FILE or --toward-alt")
+    if args.out:
+        check_writable_parent(Path(args.out), "--out")
+    models = open_bridges(args.bridges, dense=args.dense)
+    tokenizer = models.sparse.tokenizer
+    pairs = resolve_task(args.task).generate(tokenizer, args.pairs, seed=args.seed, split="test")
+    to = args.to
+    if args.from_prompts is not None:
+        site, channel = residual_channel(args.node, models.sparse.model)
+        source = resolve_task(args.from_prompts).generate(tokenizer, args.pairs, seed=args.seed, split="test")
+        to = channel_value(models.sparse.model, site, channel, source, args.positions)
+    result = steer(models, args.node, pairs, to=to, toward_alt=args.toward_alt, scales=args.scale or DEFAULT_SCALES,
+                   positions=args.positions, controls=args.controls, seed=args.seed, task_name=args.task)
+    result["task"] = args.task
+    print(steering_markdown(result), end="")
+    if args.out:
+        atomic_write_text(Path(args.out), json.dumps(result, indent=2) + "\n")
+        print(f"written to {args.out}")
+    return 0
+
+
+def _add_coefs(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--nmse-coef", type=float, default=1.0, help="weight of the normalized MSE terms")
+    p.add_argument("--kl-coef", type=float, default=1.0, help="weight of the hybrid passes' KL to the dense model")
+    p.add_argument("--lm-coef", type=float, default=1.0, help="weight of the sparse model's own loss (joint only)")
+    p.add_argument("--sites-per-step", type=positive_int, default=1, help="sites of each step's hybrid passes")
+    p.add_argument("--encoder-afrac", type=float, default=None,
+                   help="AbsTopK fraction of the encoders (default: the sparse model's afrac)")
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    """Add the `bridges` command group and `steer`."""
+    bsub = add_group(sub, "bridges", "bridges between a dense model and a weight-sparse one")
+    train = add_command(bsub, "train", raw=True, help="train bridges (and optionally the sparse model)",
+                        description=TRAIN_HELP)
+    train.add_argument("--dense", required=True, metavar="RUN", help="the dense model (a checkpoint or bundled: name)")
+    train.add_argument("--sparse", metavar="RUN", help="a finished sparse model, kept frozen (default: none)")
+    train.add_argument("--sparse-config", metavar="PRESET|FILE",
+                       help="train a sparse model of this preset jointly from scratch (default: none)")
+    train.add_argument("--data", metavar="CORPUS_DIR", help="corpus folder (default: the dense model's corpus)")
+    train.add_argument("--out", required=True, metavar="DIR", help="the bridges run folder, created")
+    train.add_argument("--resume", action="store_true", help="continue DIR from its newest saved state")
+    train.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    _add_coefs(train)
+    train.add_argument("overrides", nargs="*", metavar="FIELD=VALUE",
+                       help="train.* overrides such as train.steps=500 (default: "
+                            + ", ".join(f"{k}={v}" for k, v in BRIDGE_TRAIN.items()) + " over a frozen --sparse)")
+    train.set_defaults(func=_train)
+
+    quality = add_command(bsub, "quality", help="per-site NMSE, hybrid KL and loss of a bridges folder")
+    quality.add_argument("dir", metavar="DIR", help="a bridges folder from `bridges train`")
+    quality.add_argument("--dense", metavar="RUN", help="the dense model (default: the one bridges.json names)")
+    quality.add_argument("--data", metavar="CORPUS_DIR", help="corpus folder (default: the run's corpus)")
+    quality.add_argument("--batches", type=positive_int, default=8, help="validation batches")
+    quality.add_argument("--batch-size", type=positive_int, default=16, help="sequences per batch")
+    quality.add_argument("--seed", type=count, default=0, help="fixes the validation windows")
+    quality.add_argument("--out", metavar="FILE", help="also write the figures as JSON (default: print only)")
+    quality.set_defaults(func=_quality)
+
+    st = add_command(sub, "steer", help="steer the dense model through a sparse channel, via bridges",
+                     description=(
+                         "Set one residual channel of the sparse model (a circuit node at attn_in, attn_out, "
+                         "mlp_in or mlp_out, or a site such as blocks.0.hook_resid_mid:3) on the task's prompts, "
+                         "carry the change through the bridge decoder into the dense model, and print the dense "
+                         "model's p(answer) and p(alternative) per scale, beside a random-channel control of the "
+                         "same norm and the same edit inside the sparse model."))
+    st.add_argument("--bridges", required=True, metavar="DIR", help="a bridges folder from `bridges train`")
+    st.add_argument("--dense", metavar="RUN", help="the dense model (default: the one bridges.json names)")
+    st.add_argument("--node", required=True, metavar="HOOK:INDEX", help="the sparse channel, e.g. blocks.1.attn_out:17")
+    add_task(st, required=True, help="the prompts: a task name or a JSONL file of pairs")
+    st.add_argument("--to", type=float, metavar="VALUE", help="set the channel to VALUE (default: not used)")
+    st.add_argument("--from-prompts", metavar="NAME|FILE",
+                    help="set the channel to its mean on these prompts (a task or JSONL file; default: not used)")
+    st.add_argument("--toward-alt", action="store_true",
+                    help="set the channel to its value on each pair's alternative prompt, position by position")
+    st.add_argument("--scale", type=float, action="append", metavar="S",
+                    help="scales of the edit; repeat (default: 0, 0.5, 1, 2, 4)")
+    st.add_argument("--positions", choices=("all", "last"), default="all", help="positions the edit is applied at")
+    st.add_argument("--pairs", type=positive_int, default=64, help="task pairs (test split)")
+    st.add_argument("--controls", type=count, default=8, help="random channels of the control edit")
+    st.add_argument("--seed", type=count, default=0, help="fixes the pairs and the control channels")
+    st.add_argument("--out", metavar="FILE", help="also write the record as JSON (default: print only)")
+    st.set_defaults(func=_steer)
