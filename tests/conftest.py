@@ -38,8 +38,8 @@ def stdlib_tokenizer(small_corpus_dir):
 
 @pytest.fixture(scope="session")
 def fuzz_world(small_corpus_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    """A tiny trained run, its corpus, a JSONL task, a circuit and a reference-format export,
-    each made by the CLI (the bad-input and fault tests read them and must not change them)."""
+    """A tiny trained run, its corpus, a JSONL task, a circuit, a reference-format export and
+    bridges from the run to itself, each made by the CLI (the bad-input and fault tests read them and must not change them)."""
     from sparsecircuits.cli import main
 
     root = tmp_path_factory.mktemp("fuzz")
@@ -58,4 +58,9 @@ def fuzz_world(small_corpus_dir: Path, tmp_path_factory: pytest.TempPathFactory)
                  "attribution", "--no-minimal", "--pairs", "8", "--train-pairs", "16", "--no-progress"]) == 0
     export = root / "export"
     assert main(["export-openai", str(run), "--out", str(export)]) == 0
-    return {"run": run, "corpus": small_corpus_dir, "task": task, "circuit": circuit, "export": export}
+    bridges = root / "bridges"
+    assert main(["bridges", "train", "--dense", str(run), "--sparse", str(run), "--data", str(small_corpus_dir),
+                 "--out", str(bridges), "--no-progress", "train.steps=2", "train.eval_batches=1",
+                 "train.checkpoint_every=0"]) == 0
+    return {"run": run, "corpus": small_corpus_dir, "task": task, "circuit": circuit, "export": export,
+            "bridges": bridges}

@@ -65,6 +65,12 @@ class _Hostile:
         return (print, ("executed",))
 
 
+def _nan_file(path: Path) -> None:
+    tensors = load_file(path)
+    _nan_weight(tensors)
+    save_file(tensors, path)
+
+
 def _circuit_edges(w: dict[str, Path], bad: Path, edge: dict) -> None:
     _copy(w["circuit"], bad)
     _edit_json(bad / "circuit.json", lambda c: c["edges"].append(edge))
@@ -168,6 +174,25 @@ SETUPS: dict[str, Setup] = {
         (bad / "train.bin").read_bytes() + b"\x00")),
     "corpus_val_truncated": lambda w, bad: (_copy(w["corpus"], bad), _truncate(bad / "val.bin", 0.5)),
     "corpus_tokenizer_broken": lambda w, bad: (_copy(w["corpus"], bad), (bad / "tokenizer.json").write_text("{")),
+    # bridges folders
+    "br_no_meta": lambda w, bad: (_copy(w["bridges"], bad), (bad / "bridges.json").unlink()),
+    "br_meta_broken": lambda w, bad: (_copy(w["bridges"], bad), (bad / "bridges.json").write_text("{")),
+    "br_meta_binary": lambda w, bad: (_copy(w["bridges"], bad), (bad / "bridges.json").write_bytes(b"\xff\xfe{")),
+    "br_meta_list": lambda w, bad: (_copy(w["bridges"], bad), (bad / "bridges.json").write_text("[]")),
+    "br_meta_format": lambda w, bad: (_copy(w["bridges"], bad),
+                                      _edit_json(bad / "bridges.json", lambda m: m.update(format=99))),
+    "br_meta_setting": lambda w, bad: (_copy(w["bridges"], bad), _edit_json(
+        bad / "bridges.json", lambda m: m["config"].update(kl_coeff=1))),
+    "br_no_weights": lambda w, bad: (_copy(w["bridges"], bad), (bad / "bridges.safetensors").unlink()),
+    "br_weights_truncated": lambda w, bad: (_copy(w["bridges"], bad), _truncate(bad / "bridges.safetensors")),
+    "br_weights_nan": lambda w, bad: (_copy(w["bridges"], bad), _nan_file(bad / "bridges.safetensors")),
+    "br_weights_shape": lambda w, bad: (_copy(w["bridges"], bad), _edit_json(
+        bad / "bridges.json", lambda m: m.update(d_dense=m["d_dense"] + 1))),
+    "br_dense_missing": lambda w, bad: (_copy(w["bridges"], bad), _edit_json(
+        bad / "bridges.json", lambda m: m["dense"].update(path=str(bad / "no-such-dense")))),
+    "br_dense_other": lambda w, bad: (_copy(w["bridges"], bad), _edit_json(
+        bad / "bridges.json", lambda m: m["dense"].update(fingerprint="0" * 16))),
+    "br_sparse_nan": lambda w, bad: (_copy(w["bridges"], bad), _tensors(bad, _nan_weight)),
     # outputs
     "under_file": lambda w, bad: bad.write_text("a file\n"),
     "foreign_dir": lambda w, bad: (bad.mkdir(), (bad / "notes.txt").write_text("mine\n")),
@@ -258,6 +283,23 @@ BAD_REFS = {"ref_hostile": "final_model.pt", "ref_empty_pt": "final_model.pt", "
             "ref_config_broken": "beeg_config.json", "ref_config_binary": "beeg_config.json",
             "ref_no_weights": "final_model.pt", "empty_dir": "beeg_config.json", "text_file": "bad"}
 CASES |= crossed({"import-openai": "import-openai {bad} --out {new}"}, BAD_REFS)
+BAD_BRIDGES = {"br_no_meta": "bridges.json", "br_meta_broken": "bridges.json", "br_meta_binary": "bridges.json",
+               "br_meta_list": "bridges.json", "br_meta_format": "format", "br_meta_setting": "kl_coeff",
+               "br_no_weights": "bridges.safetensors", "br_weights_truncated": "bridges.safetensors",
+               "br_weights_nan": "not finite", "br_weights_shape": "bridges.safetensors",
+               "br_dense_missing": "no-such-dense", "br_dense_other": "fingerprint", "br_sparse_nan": "not finite",
+               "empty_dir": "bridges.json", "text_file": "bad"}
+BRIDGES_READERS = {
+    "bridges quality": "bridges quality {bad} --batches 1",
+    "steer": "steer --bridges {bad} --node blocks.0.attn_out:0 --task {task} --toward-alt --pairs 2",
+}
+CASES |= crossed(BRIDGES_READERS, BAD_BRIDGES)
+BRIDGE_TRAIN = "bridges train --data {corpus} --out {new} --no-progress train.steps=1"
+CASES |= crossed({"bridges train --dense": BRIDGE_TRAIN + " --dense {bad} --sparse {run}",
+                  "bridges train --sparse": BRIDGE_TRAIN + " --dense {run} --sparse {bad}"},
+                 {k: BAD_RUNS[k] for k in ("ckpt_no_config", "ckpt_config_broken", "ckpt_weights_truncated",
+                                           "ckpt_weights_nan", "empty_dir", "text_file")})
+STEER = "steer --bridges {bridges} --task {task} --pairs 2"
 NUMBERS = {  # a command line with one numeric flag set to each bad value: {v}
     "prune --k-coef": "prune --model {run} --task {task} --out {new} --steps 2 --no-progress --k-coef {v}",
     "prune --lr": "prune --model {run} --task {task} --out {new} --steps 2 --no-progress --lr {v}",
@@ -345,6 +387,44 @@ CASES |= {
                                            "corpus"),
     "frontier report/not-a-sweep": Case("frontier report {bad}", "empty_dir", "bad"),
     "frontier report/a-file": Case("frontier report {bad}", "text_file", "bad"),
+    "bridges train/both-sparse": Case(BRIDGE_TRAIN + " --dense {run} --sparse {run} --sparse-config tiny-sparse",
+                                      None, "exactly one"),
+    "bridges train/no-sparse": Case(BRIDGE_TRAIN + " --dense {run}", None, "exactly one"),
+    "bridges train/depth": Case(BRIDGE_TRAIN + " --dense {run} --sparse-config tiny-sparse model.n_layer=2",
+                                None, "n_layer"),
+    "bridges train/vocab": Case(BRIDGE_TRAIN + " --dense {bundled} --sparse {run}", None, "n_layer"),
+    "bridges train/model-override": Case(BRIDGE_TRAIN + " --dense {run} --sparse {run} model.d_model=8", None,
+                                         "model.d_model"),
+    "bridges train/kl-nan": Case(BRIDGE_TRAIN + " --dense {run} --sparse {run} --kl-coef nan", None, "nan"),
+    "bridges train/kl-negative": Case(BRIDGE_TRAIN + " --dense {run} --sparse {run} --kl-coef -1", None, "kl_coef"),
+    "bridges train/sites-0": Case(BRIDGE_TRAIN + " --dense {run} --sparse {run} --sites-per-step 0", None, "0"),
+    "bridges train/afrac-2": Case(BRIDGE_TRAIN + " --dense {run} --sparse {run} --encoder-afrac 2", None,
+                                  "encoder_afrac"),
+    "bridges train/init": Case(BRIDGE_TRAIN + " --dense {run} --sparse {run} --init zeros", None, "zeros"),
+    "bridges train/resume-missing": Case(BRIDGE_TRAIN + " --dense {run} --sparse {run} --resume", None, "new"),
+    "bridges train/out-onto-run": Case("bridges train --dense {run} --sparse {run} --data {corpus} --out {bridges} "
+                                       "--no-progress train.steps=1", None, "already holds a training run"),
+    "bridges train/data-not-a-corpus": Case("bridges train --dense {run} --sparse {run} --data {bad} --out {new}",
+                                            "empty_dir", "bad"),
+    "bridges quality/out-under-file": Case("bridges quality {bridges} --batches 1 --out {bad}/x.json", "under_file",
+                                           "bad"),
+    "steer/node-format": Case(STEER + " --node blocks.0.attn_out --toward-alt", None, "HOOK:INDEX"),
+    "steer/node-unknown": Case(STEER + " --node blocks.0.attn_nope:1 --toward-alt", None, "attn_nope"),
+    "steer/node-qkv": Case(STEER + " --node blocks.0.attn_q:1 --toward-alt", None, "residual channel"),
+    "steer/node-site": Case(STEER + " --node blocks.5.hook_resid_pre:1 --toward-alt", None, "blocks.5"),
+    "steer/channel-range": Case(STEER + " --node blocks.0.attn_out:9999 --toward-alt", None, "9999"),
+    "steer/two-values": Case(STEER + " --node blocks.0.attn_out:1 --toward-alt --to 1", None, "exactly one"),
+    "steer/no-value": Case(STEER + " --node blocks.0.attn_out:1", None, "exactly one"),
+    "steer/scale-nan": Case(STEER + " --node blocks.0.attn_out:1 --toward-alt --scale nan", None, "nan"),
+    "steer/to-inf": Case(STEER + " --node blocks.0.attn_out:1 --to inf", None, "inf"),
+    "steer/unknown-task": Case("steer --bridges {bridges} --node blocks.0.attn_out:1 --task no_such_task --to 1",
+                               None, "no_such_task"),
+    "steer/task-broken": Case("steer --bridges {bridges} --node blocks.0.attn_out:1 --task {bad} --to 1",
+                              "json_broken", "line 1"),
+    "steer/out-under-file": Case(STEER + " --node blocks.0.attn_out:1 --to 1 --out {bad}/x.json", "under_file",
+                                 "bad"),
+    "steer/from-prompts-missing": Case(STEER + " --node blocks.0.attn_out:1 --from-prompts {tmp}/none.jsonl", None,
+                                       "none"),
 }
 
 

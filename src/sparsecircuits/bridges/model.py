@@ -27,7 +27,7 @@ from sparsecircuits.atomic import atomic_file, atomic_write_text
 from sparsecircuits.checkpoint import read_weights
 from sparsecircuits.errors import CheckpointError, InputError
 from sparsecircuits.jsonio import read_json
-from sparsecircuits.model import SparseTransformer
+from sparsecircuits.model import ModelConfig, SparseTransformer
 from sparsecircuits.model.sparsity import abs_topk
 from sparsecircuits.tensorio import save_tensors
 
@@ -142,15 +142,15 @@ def _fit_linear_(layer: nn.Linear, x: torch.Tensor, y: torch.Tensor) -> None:
 
 def make_bridges(dense: SparseTransformer, sparse: SparseTransformer, config: BridgeConfig) -> Bridges:
     """Fresh bridges between two models of the same depth and vocabulary."""
-    check_pair(dense, sparse)
+    check_pair(dense.cfg, sparse.cfg)
     afrac = config.encoder_afrac if config.encoder_afrac is not None else sparse.cfg.afrac
     k = None if afrac is None else max(1, int(afrac * sparse.cfg.d_model))
     return Bridges(bridge_sites(sparse.cfg.n_layer), dense.cfg.d_model, sparse.cfg.d_model, k)
 
 
-def check_pair(dense: SparseTransformer, sparse: SparseTransformer) -> None:
-    """Refuse two models that bridges cannot join (depth, vocabulary, context)."""
-    a, b = dense.cfg, sparse.cfg
+def check_pair(a: ModelConfig, b: ModelConfig) -> None:
+    """Refuse two models (dense config `a`, sparse config `b`) that bridges cannot join:
+    another depth or vocabulary, or a dense context shorter than the sparse one."""
     for name in ("n_layer", "vocab_size"):
         if getattr(a, name) != getattr(b, name):
             raise InputError(

@@ -156,12 +156,12 @@ def steer(models: BridgedModels, node: str, pairs: Sequence[EncodedPair], *, to:
     if not pairs:
         raise InputError("steering needs at least one prompt")
     dense, sparse, bridges = models.dense.model, models.sparse.model, models.bridges
-    for model in (dense, sparse):
-        check_fits(model, list(pairs), task_name)
     site, channel = residual_channel(node, sparse)
     i = bridges.site_index(site)
     if not 0 <= channel < bridges.d_sparse:
         raise InputError(f"--node {node}: channel {channel} is outside the sparse residual (width {bridges.d_sparse})")
+    for model in (dense, sparse):
+        check_fits(model, list(pairs), task_name)
     delta, batch = _deltas(sparse, site, channel, pairs, "toward_alt" if toward_alt else "to", to, positions)
     n = len(pairs)
     tokens, last, target, alt = batch.tokens[:n], batch.last_pos[:n], batch.correct[:n], batch.wrong[:n]

@@ -124,7 +124,6 @@ class BridgeTrainer(Trainer):
             if self.joint and cfg.sparse else None
         )
         self.dense = spec.dense.model.requires_grad_(False).eval().to(self.device)
-        check_pair(self.dense, self.model)
         self.bridges = make_bridges(self.dense, self.model, spec.config)
         self.model.to(self.device)
         self.bridges.to(self.device)
@@ -200,7 +199,9 @@ class BridgeTrainer(Trainer):
 
 def train_bridges(run: RunConfig, spec: BridgeSpec, data_dir: str | Path, out_dir: str | Path,
                   resume: bool = False, progress: bool = True) -> TrainResult:
-    """Train bridges into a run folder (see `BridgeTrainer`); the one-call entry point."""
+    """Train bridges into a run folder (see `BridgeTrainer`); the one-call entry point. Two
+    models bridges cannot join are refused before anything is written."""
+    check_pair(spec.dense.model.cfg, run.model if spec.sparse is None else spec.sparse.model.cfg)
     d, device = setup_device(run.train)
     try:
         return BridgeTrainer(run, spec, data_dir, out_dir, resume, progress, d, device).fit()

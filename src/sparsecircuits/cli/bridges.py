@@ -15,6 +15,7 @@ from sparsecircuits.cli.common import (
     add_group,
     add_task,
     count,
+    finite_float,
     model_path,
     positive_int,
 )
@@ -45,7 +46,7 @@ def _bridge_config(args: argparse.Namespace) -> Any:
     from sparsecircuits.bridges import BridgeConfig
 
     return BridgeConfig(nmse_coef=args.nmse_coef, kl_coef=args.kl_coef, lm_coef=args.lm_coef,
-                        sites_per_step=args.sites_per_step, encoder_afrac=args.encoder_afrac)
+                        sites_per_step=args.sites_per_step, encoder_afrac=args.encoder_afrac, init=args.init)
 
 
 def _run_config(args: argparse.Namespace, sparse: Any) -> Any:
@@ -150,12 +151,14 @@ def _steer(args: argparse.Namespace) -> int:
 
 
 def _add_coefs(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--nmse-coef", type=float, default=1.0, help="weight of the normalized MSE terms")
-    p.add_argument("--kl-coef", type=float, default=1.0, help="weight of the hybrid passes' KL to the dense model")
-    p.add_argument("--lm-coef", type=float, default=1.0, help="weight of the sparse model's own loss (joint only)")
+    p.add_argument("--nmse-coef", type=finite_float, default=1.0, help="weight of the normalized MSE terms")
+    p.add_argument("--kl-coef", type=finite_float, default=1.0, help="weight of the hybrid passes' KL to the dense model")
+    p.add_argument("--lm-coef", type=finite_float, default=1.0, help="weight of the sparse model's own loss (joint only)")
     p.add_argument("--sites-per-step", type=positive_int, default=1, help="sites of each step's hybrid passes")
-    p.add_argument("--encoder-afrac", type=float, default=None,
+    p.add_argument("--encoder-afrac", type=finite_float, default=None,
                    help="AbsTopK fraction of the encoders (default: the sparse model's afrac)")
+    p.add_argument("--init", choices=("lstsq", "random"), default="lstsq",  # bridges.model.INITS
+                   help="start every map from a least-squares fit on a few batches, or at random")
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -198,12 +201,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     st.add_argument("--dense", metavar="RUN", help="the dense model (default: the one bridges.json names)")
     st.add_argument("--node", required=True, metavar="HOOK:INDEX", help="the sparse channel, e.g. blocks.1.attn_out:17")
     add_task(st, required=True, help="the prompts: a task name or a JSONL file of pairs")
-    st.add_argument("--to", type=float, metavar="VALUE", help="set the channel to VALUE (default: not used)")
+    st.add_argument("--to", type=finite_float, metavar="VALUE", help="set the channel to VALUE (default: not used)")
     st.add_argument("--from-prompts", metavar="NAME|FILE",
                     help="set the channel to its mean on these prompts (a task or JSONL file; default: not used)")
     st.add_argument("--toward-alt", action="store_true",
                     help="set the channel to its value on each pair's alternative prompt, position by position")
-    st.add_argument("--scale", type=float, action="append", metavar="S",
+    st.add_argument("--scale", type=finite_float, action="append", metavar="S",
                     help="scales of the edit; repeat (default: 0, 0.5, 1, 2, 4)")
     st.add_argument("--positions", choices=("all", "last"), default="all", help="positions the edit is applied at")
     st.add_argument("--pairs", type=positive_int, default=64, help="task pairs (test split)")

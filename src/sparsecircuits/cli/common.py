@@ -132,6 +132,11 @@ def positive_float(text: str) -> float:
     return _number(text, float, lambda v: 0 < v < math.inf, "a finite number > 0")
 
 
+def finite_float(text: str) -> float:
+    """argparse type: any finite number."""
+    return _number(text, float, math.isfinite, "a finite number")
+
+
 def _number(text: str, kind: type, ok: Any, what: str) -> Any:
     try:
         value = kind(text)
