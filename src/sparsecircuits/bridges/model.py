@@ -54,9 +54,9 @@ class BridgeConfig:
     def __post_init__(self) -> None:
         for name in ("nmse_coef", "kl_coef", "lm_coef"):
             value = getattr(self, name)
-            if not isinstance(value, (int, float)) or not value >= 0 or value == float("inf"):
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value < float("inf"):
                 raise InputError(f"bridges {name} must be a finite number >= 0, got {value!r}")
-        if not isinstance(self.sites_per_step, int) or self.sites_per_step < 1:
+        if isinstance(self.sites_per_step, bool) or not isinstance(self.sites_per_step, int) or self.sites_per_step < 1:
             raise InputError(f"bridges sites_per_step must be an integer >= 1, got {self.sites_per_step!r}")
         if self.init not in INITS:
             raise InputError(f"bridges init must be one of {', '.join(INITS)}, got {self.init!r}")
@@ -134,7 +134,7 @@ def _fit_linear_(layer: nn.Linear, x: torch.Tensor, y: torch.Tensor) -> None:
     mx, my = x.mean(0), y.mean(0)
     xc, yc = x - mx, y - my
     gram = xc.T @ xc / len(x)
-    gram += RIDGE * gram.diagonal().mean().clamp_min(1e-12) * torch.eye(len(gram), dtype=gram.dtype)
+    gram += RIDGE * gram.diagonal().mean().clamp_min(1e-12) * torch.eye(len(gram), dtype=gram.dtype, device=gram.device)
     weight = torch.linalg.solve(gram, xc.T @ yc / len(x)).T
     layer.weight.copy_(weight.float())
     layer.bias.copy_((my - weight @ mx).float())

@@ -15,17 +15,20 @@ position: for a task pair, the channel the alternative prompt would have).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import json
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from sparsecircuits.atomic import atomic_write_text
 from sparsecircuits.bridges.model import Bridges, load_bridges
 from sparsecircuits.bridges.quality import site_activations
 from sparsecircuits.checkpoint import Checkpoint, load_checkpoint, model_fingerprint
 from sparsecircuits.errors import InputError
+from sparsecircuits.jsonio import read_json
 from sparsecircuits.model import SparseTransformer
 from sparsecircuits.model.locations import get_location, hook_location
 from sparsecircuits.tasks import EncodedPair, make_batch
@@ -88,6 +91,43 @@ def residual_channel(node: str, model: SparseTransformer) -> tuple[str, int]:
         return (f"blocks.{layer}.hook_resid_post" if last else f"blocks.{layer + 1}.hook_resid_pre"), channel
     raise InputError(f"--node {node}: a {loc.role} node is not a residual channel; steer a node at "
                      "attn_in, attn_out, mlp_in or mlp_out, or a site such as blocks.0.hook_resid_mid:3")
+
+
+def node_key(node: str, model: SparseTransformer) -> str | None:
+    """The circuit node id (`HOOK:INDEX` with the hook's own name) of a steering node, or None
+    for a bridge site."""
+    hook, _, index = node.rpartition(":")
+    if ".hook_resid_" in hook:
+        return None
+    return f"{model.resolve_hook_name(hook)}:{int(index)}"
+
+
+@torch.no_grad()
+def rank_channels(sparse: SparseTransformer, nodes: Mapping[str, Sequence[int]], pairs: Sequence[EncodedPair]
+                  ) -> list[tuple[str, float]]:
+    """The circuit's residual-channel nodes, best first, by how far each pair's two prompts
+    move the channel: mean |A - B| over real positions, over the channel's spread on them.
+    Nodes at query/key/value and neuron locations are skipped (no residual channel)."""
+    candidates = []
+    for hook, indices in nodes.items():
+        role = get_location(hook_location(sparse.resolve_hook_name(hook))[1]).role
+        if role in ("read", "write"):
+            candidates += [f"{hook}:{i}" for i in indices]
+    if not candidates:
+        return []
+    check_fits(sparse, list(pairs), "the ranking prompts")
+    located = {node: residual_channel(node, sparse) for node in candidates}
+    batch = make_batch(pairs)
+    n = len(pairs)
+    _, acts = site_activations(sparse, batch.tokens, sorted({site for site, _ in located.values()}))
+    real = torch.arange(batch.tokens.shape[1])[None, :] <= torch.minimum(batch.last_pos[:n], batch.last_pos[n:])[:, None]
+    scores = []
+    for node, (site, channel) in located.items():
+        h = acts[site][..., channel]
+        a, b = h[:n][real], h[n:][real]
+        spread = torch.cat([a, b]).std().clamp_min(1e-6)
+        scores.append((node, float((a - b).abs().mean() / spread)))
+    return sorted(scores, key=lambda item: -item[1])
 
 
 def _edit_hook(edit: torch.Tensor):
@@ -190,12 +230,47 @@ def steer(models: BridgedModels, node: str, pairs: Sequence[EncodedPair], *, to:
             "per_prompt_dense_p_alt": dense_p[:, 1].tolist(),
         })
     return {
-        "node": node, "site": site, "channel": channel, "value": "toward_alt" if toward_alt else float(to),
+        "node": node, "node_id": node_key(node, sparse), "site": site, "channel": channel, "value": "toward_alt" if toward_alt else float(to),
         "positions": positions, "n_prompts": n, "mean_delta": float(delta[delta != 0].mean()) if bool((delta != 0).any()) else 0.0,
         "decoder_norm": float(norm),
         "baseline": {"dense": _summary(base_dense), "sparse": _summary(base_sparse)},
         "scales": rows,
     }
+
+
+STEERING_FILE = "steering.json"  # a circuit folder's steering records, one per node
+
+
+def record_steering(circuit_dir: str | Path, result: Mapping[str, Any]) -> Path:
+    """Add (or replace) this node's record in CIRCUIT/steering.json, which the circuit's
+    report shows beside the node."""
+    path = Path(circuit_dir) / STEERING_FILE
+    records = load_steering(circuit_dir)
+    records = [r for r in records if r.get("node_id") != result.get("node_id") or r.get("task") != result.get("task")]
+    atomic_write_text(path, json.dumps({"records": [*records, dict(result)]}, indent=2) + "\n")
+    return path
+
+
+def load_steering(circuit_dir: str | Path) -> list[dict[str, Any]]:
+    """The steering records of a circuit folder ([] when none was measured)."""
+    path = Path(circuit_dir) / STEERING_FILE
+    if not path.is_file():
+        return []
+    data = read_json(path, f"delete {STEERING_FILE} and steer again")
+    records = data.get("records") if isinstance(data, dict) else None
+    if not isinstance(records, list) or not all(isinstance(r, dict) for r in records):
+        raise InputError(f"{path} is not a steering record (it needs a list of records)")
+    return records
+
+
+def steering_summary(result: Mapping[str, Any]) -> dict[str, Any]:
+    """One steering record in short: p(alt) of the dense model without the edit, with it at
+    scale 1 (or the largest scale measured), and the random-channel control there."""
+    rows = result["scales"]
+    row = next((r for r in rows if r["scale"] == 1.0), max(rows, key=lambda r: r["scale"]))
+    return {"task": result.get("task"), "scale": row["scale"], "baseline_p_alt": result["baseline"]["dense"]["p_alt"],
+            "p_alt": row["dense"]["p_alt"], "control_p_alt": row["control"]["p_alt"],
+            "sparse_p_alt": row["sparse"]["p_alt"], "value": result["value"]}
 
 
 def steering_markdown(result: dict[str, Any]) -> str:

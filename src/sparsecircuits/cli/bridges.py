@@ -135,6 +135,9 @@ def _steer(args: argparse.Namespace) -> int:
     models = open_bridges(args.bridges, dense=args.dense)
     tokenizer = models.sparse.tokenizer
     pairs = resolve_task(args.task).generate(tokenizer, args.pairs, seed=args.seed, split="test")
+    circuit = _circuit(args, models)
+    if args.node == "best":
+        args.node = _best_node(args, models, circuit, resolve_task(args.task))
     to = args.to
     if args.from_prompts is not None:
         site, channel = residual_channel(args.node, models.sparse.model)
@@ -144,10 +147,43 @@ def _steer(args: argparse.Namespace) -> int:
                    positions=args.positions, controls=args.controls, seed=args.seed, task_name=args.task)
     result["task"] = args.task
     print(steering_markdown(result), end="")
+    if circuit is not None and result["node_id"] is not None:
+        from sparsecircuits.bridges.steer import record_steering
+
+        print(f"recorded in {record_steering(args.circuit, {**result, 'bridges': str(Path(args.bridges).resolve())})}"
+              " (the circuit's report shows it beside the node)")
     if args.out:
         atomic_write_text(Path(args.out), json.dumps(result, indent=2) + "\n")
         print(f"written to {args.out}")
     return 0
+
+
+def _circuit(args: argparse.Namespace, models: Any) -> Any:
+    """The --circuit folder's circuit, checked to be a circuit of the bridged sparse model."""
+    if args.circuit is None:
+        if args.node == "best":
+            raise InputError("--node best picks the circuit's best residual channel: pass --circuit DIR")
+        return None
+    from sparsecircuits.circuits import Circuit
+
+    circuit = Circuit.load(args.circuit)
+    circuit.check_against(models.sparse.model)
+    return circuit
+
+
+def _best_node(args: argparse.Namespace, models: Any, circuit: Any, task: Any) -> str:
+    """The circuit's residual channel that the task's two prompts move most (train pairs)."""
+    from sparsecircuits.bridges.steer import rank_channels
+
+    pairs = task.generate(models.sparse.tokenizer, args.pairs, seed=args.seed, split="train")
+    ranked = rank_channels(models.sparse.model, circuit.nodes, pairs)
+    if not ranked:
+        raise InputError(f"--circuit {args.circuit} has no residual-channel node (attn_in, attn_out, mlp_in, "
+                         "mlp_out) to steer; name one with --node")
+    node, score = ranked[0]
+    print(f"--node best: {node} (separation {score:.2f}; next: "
+          + ", ".join(f"{n} {v:.2f}" for n, v in ranked[1:4]) + ")")
+    return node
 
 
 def _add_coefs(p: argparse.ArgumentParser) -> None:
@@ -199,7 +235,12 @@ def register(sub: argparse._SubParsersAction) -> None:
                          "same norm and the same edit inside the sparse model."))
     st.add_argument("--bridges", required=True, metavar="DIR", help="a bridges folder from `bridges train`")
     st.add_argument("--dense", metavar="RUN", help="the dense model (default: the one bridges.json names)")
-    st.add_argument("--node", required=True, metavar="HOOK:INDEX", help="the sparse channel, e.g. blocks.1.attn_out:17")
+    st.add_argument("--node", required=True, metavar="HOOK:INDEX|best",
+                    help="the sparse channel, e.g. blocks.1.attn_out:17, or best: the --circuit's residual channel "
+                         "that the task's two prompts move most")
+    st.add_argument("--circuit", metavar="DIR",
+                    help="a circuit of the sparse model: --node best chooses from it, and the result is recorded "
+                         "in DIR/steering.json for its report (default: none)")
     add_task(st, required=True, help="the prompts: a task name or a JSONL file of pairs")
     st.add_argument("--to", type=finite_float, metavar="VALUE", help="set the channel to VALUE (default: not used)")
     st.add_argument("--from-prompts", metavar="NAME|FILE",

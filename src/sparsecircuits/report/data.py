@@ -52,7 +52,7 @@ def _node_records(nodes: Mapping[str, Sequence[int]], cfg: ModelConfig | None) -
                 "id": node_id(hook, index), "hook": hook, "alias": alias, "role": role, "layer": layer, "index": int(index),
                 "head": head, "channel": channel, "ablation_value": None, "delta_loss": None,
                 "acts": None, "token_acts": None, "class_acts": None, "snippet_groups": None,
-                "act_stats": None, "agreement": None,
+                "act_stats": None, "agreement": None, "steering": None,
             })
     return records
 
@@ -66,6 +66,15 @@ def _with_agreement(nodes: list[dict[str, Any]], validation: Mapping[str, Any] |
     for n in nodes:
         n["agreement"] = corr.get(n["id"])
         n["agreement_trivial"] = n["layer"] == 0 and n["alias"] == "attn_in"
+
+
+def _with_steering(nodes: list[dict[str, Any]], records: Sequence[Mapping[str, Any]]) -> None:
+    """Each node's steering effects on the dense model (via bridges), where one was measured."""
+    from sparsecircuits.bridges.steer import steering_summary
+
+    for n in nodes:
+        found = [steering_summary(r) for r in records if r.get("node_id") == n["id"]]
+        n["steering"] = found or None
 
 
 def _validation_record(validation: Mapping[str, Any] | None) -> dict[str, Any] | None:
@@ -208,9 +217,13 @@ def build_report_data(
     about `snippet_tokens` validation tokens in windows of `window` (with a progress bar
     when `progress`).
     """
+    steering: list[dict[str, Any]] = []
     if isinstance(circuit, (str, Path)):
         if validation is None:
             validation = load_validation(circuit)
+        from sparsecircuits.bridges.steer import load_steering
+
+        steering = load_steering(circuit)
         circuit = Circuit.load(circuit)
     elif not isinstance(circuit, Circuit):
         circuit = Circuit.from_dict(circuit)
@@ -223,6 +236,7 @@ def build_report_data(
     cfg = model.cfg if model is not None else _config_from_path(circuit)
     nodes = _node_records(circuit.nodes, cfg)
     _with_agreement(nodes, validation)
+    _with_steering(nodes, steering)
     links = display_links(circuit, nodes, tokenizer)
     task = circuit.task.to_dict()
     data: dict[str, Any] = {

@@ -954,6 +954,14 @@
     if (!isNum(d.agreement)) { return null; }
     return d.agreement.toFixed(2) + (d.agreement_trivial ? " (trivially: reads the embedding)" : "");
   }
+  function steeringText(list) {
+    // one line per task steered, from bridges.steer.steering_summary
+    return list.map(function (s) {
+      return (s.task ? s.task + ": " : "") + "dense p(alt) " + fmt(s.baseline_p_alt, 3) + " \u2192 " + fmt(s.p_alt, 3) +
+        " at scale " + fmt(s.scale) + " (random channels " + fmt(s.control_p_alt, 3) + "; inside the sparse model " +
+        fmt(s.sparse_p_alt, 3) + ")";
+    }).join("; ");
+  }
   function nodeFields(r) {
     var d = r.d, dl = el("dl");
     function row(label, value, cls) {
@@ -974,6 +982,7 @@
       row("ablation value", fmt(d.ablation_value), "field-ablation");
       row("\u0394 task loss if removed alone", fmt(d.delta_loss), "field-delta");
       row("agreement with full model", agreementText(d), "field-agreement");
+      if (d.steering) { row("steering the dense model (bridges)", steeringText(d.steering), "field-steering"); }
     }
     row("edges in / out", r.edgesIn.length + " / " + r.edgesOut.length, "field-degree");
     return dl;
