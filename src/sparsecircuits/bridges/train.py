@@ -202,10 +202,10 @@ def train_bridges(run: RunConfig, spec: BridgeSpec, data_dir: str | Path, out_di
                   resume: bool = False, progress: bool = True) -> TrainResult:
     """Train bridges into a run folder (see `BridgeTrainer`); the one-call entry point. Two
     models bridges cannot join are refused before anything is written."""
+    check_pair(spec.dense.model.cfg, run.model if spec.sparse is None else spec.sparse.model.cfg)
     if spec.sparse is not None and run.model != spec.sparse.model.cfg:
         raise InputError("the run config's model is not the frozen sparse model's; build it from "
                          "`spec.sparse.model.cfg` (only train.* settings change a bridges run over it)")
-    check_pair(spec.dense.model.cfg, run.model)
     d, device = setup_device(run.train)
     try:
         return BridgeTrainer(run, spec, data_dir, out_dir, resume, progress, d, device).fit()
