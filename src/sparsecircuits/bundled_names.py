@@ -14,6 +14,7 @@ from sparsecircuits.errors import InputError
 
 BUNDLED_PREFIX = "bundled:"
 BUNDLED_CONFIG = "config.json"  # a bundled model is a subfolder holding a checkpoint config
+BUNDLED_BRIDGES = "bridges.json"  # ... or bridges between two bundled models
 
 
 def bundled_root() -> Path:
@@ -22,11 +23,12 @@ def bundled_root() -> Path:
 
 
 def bundled_names() -> list[str]:
-    """The names of the installed bundled models (`small-dense`, `small-sparse`)."""
+    """The names of the installed bundled models (`small-dense`, `small-sparse`) and bridges
+    (`small-bridges`)."""
     root = bundled_root()
     if not root.is_dir():
         return []
-    return sorted(p.name for p in root.iterdir() if (p / BUNDLED_CONFIG).is_file())
+    return sorted(p.name for p in root.iterdir() if (p / BUNDLED_CONFIG).is_file() or (p / BUNDLED_BRIDGES).is_file())
 
 
 def _choices() -> str:

@@ -184,14 +184,18 @@ def hybrid_logits(receiver: SparseTransformer, tokens: torch.Tensor, site: str, 
         return receiver(tokens)
 
 
-def save_bridges(bridges: Bridges, folder: Path, config: BridgeConfig, dense: Mapping[str, Any]) -> None:
-    """Write bridges.safetensors and bridges.json into `folder` (each atomically)."""
+def save_bridges(bridges: Bridges, folder: Path, config: BridgeConfig, dense: Mapping[str, Any],
+                 sparse: Mapping[str, Any] | None = None) -> None:
+    """Write bridges.safetensors and bridges.json into `folder` (each atomically). `dense` and
+    `sparse` name the models ({"path", "fingerprint"}); the sparse model of a bridges run is
+    the folder's own checkpoint, and `sparse` records where a frozen one came from."""
     tensors = {k: v.detach().cpu().contiguous() for k, v in bridges.state_dict().items()}
     with atomic_file(folder / BRIDGES_WEIGHTS) as tmp:
         save_tensors(tensors, tmp)
     meta = {
         "format": BRIDGES_FORMAT, "sites": bridges.sites, "d_dense": bridges.d_dense, "d_sparse": bridges.d_sparse,
-        "encoder_k": bridges.encoder_k, "dense": dict(dense), "config": config.to_dict(),
+        "encoder_k": bridges.encoder_k, "dense": dict(dense), "sparse": dict(sparse) if sparse else None,
+        "config": config.to_dict(),
     }
     atomic_write_text(folder / BRIDGES_META, json.dumps(meta, indent=2) + "\n")
 

@@ -26,7 +26,8 @@ import torch
 from sparsecircuits.atomic import atomic_write_text
 from sparsecircuits.bridges.model import Bridges, load_bridges
 from sparsecircuits.bridges.quality import site_activations
-from sparsecircuits.checkpoint import Checkpoint, load_checkpoint, model_fingerprint
+from sparsecircuits.bundled_names import resolve_model_spec
+from sparsecircuits.checkpoint import CONFIG_FILE, Checkpoint, load_checkpoint, model_fingerprint
 from sparsecircuits.errors import InputError
 from sparsecircuits.jsonio import read_json
 from sparsecircuits.model import SparseTransformer
@@ -49,22 +50,32 @@ class BridgedModels:
 
 
 def open_bridges(folder: str | Path, dense: str | Path | None = None) -> BridgedModels:
-    """Open a bridges folder: the sparse model is the folder's checkpoint, the dense model
-    the one bridges.json names (or `dense`); its fingerprint must match the recorded one."""
-    folder = Path(folder)
+    """Open a bridges folder (or `bundled:NAME`): the sparse model is the folder's own
+    checkpoint (a bridges run), else the one bridges.json names; the dense model is the one
+    bridges.json names (or `dense`). Each must have its recorded fingerprint."""
+    folder = resolve_model_spec(folder)
     bridges, _, meta = load_bridges(folder)
-    sparse = load_checkpoint(folder)
-    dense_path = Path(dense) if dense is not None else Path(meta["dense"].get("path", ""))
-    if not (dense_path / "config.json").is_file():
-        raise InputError(f"the dense model of {folder} is not at {dense_path}; pass its folder with --dense")
-    dense_ck = load_checkpoint(dense_path)
-    recorded = meta["dense"].get("fingerprint")
-    if recorded and model_fingerprint(dense_ck.model) != recorded:
-        raise InputError(f"{dense_path} is not the dense model these bridges were trained with "
-                         f"(fingerprint {model_fingerprint(dense_ck.model)}, bridges.json has {recorded})")
+    own = (folder / CONFIG_FILE).is_file()
+    sparse = load_checkpoint(folder) if own else _recorded_model(folder, meta, "sparse", None)
+    dense_ck = _recorded_model(folder, meta, "dense", dense)
     if bridges.d_sparse != sparse.model.cfg.d_model or bridges.d_dense != dense_ck.model.cfg.d_model:
         raise InputError(f"{folder}: the bridges' widths do not match the two models")
     return BridgedModels(dense_ck, sparse, bridges, meta)
+
+
+def _recorded_model(folder: Path, meta: Mapping[str, Any], side: str, given: str | Path | None) -> Checkpoint:
+    """The dense or sparse checkpoint bridges.json names (or `given`), fingerprint checked."""
+    ref = meta.get(side) if isinstance(meta.get(side), Mapping) else {}
+    path = resolve_model_spec(given if given is not None else str(ref.get("path", "")))
+    if not (path / CONFIG_FILE).is_file():
+        raise InputError(f"the {side} model of {folder} is not at {path}; pass its folder with --{side}"
+                         if side == "dense" else f"the {side} model of {folder} is not at {path}")
+    ck = load_checkpoint(path)
+    recorded = ref.get("fingerprint")
+    if recorded and model_fingerprint(ck.model) != recorded:
+        raise InputError(f"{path} is not the {side} model these bridges were trained with "
+                         f"(fingerprint {model_fingerprint(ck.model)}, bridges.json has {recorded})")
+    return ck
 
 
 def residual_channel(node: str, model: SparseTransformer) -> tuple[str, int]:

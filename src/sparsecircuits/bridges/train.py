@@ -194,7 +194,8 @@ class BridgeTrainer(Trainer):
 
     def finish(self) -> TrainResult:
         if self.d.main:
-            save_bridges(self.bridges, self.out_dir, self.spec.config, model_ref(self.spec.dense))
+            sparse = None if self.spec.sparse is None else model_ref(self.spec.sparse)
+            save_bridges(self.bridges, self.out_dir, self.spec.config, model_ref(self.spec.dense), sparse)
         return super().finish()
 
 
