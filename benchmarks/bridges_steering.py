@@ -12,6 +12,7 @@ of RESULTS.md and a plot.
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from pathlib import Path
 
@@ -117,7 +118,7 @@ def main() -> int:
     args = parser.parse_args()
     torch.set_num_threads(2)
     models = open_bridges(args.bridges)
-    training = models.sparse.training or {}
+    training = json.loads((Path(args.bridges) / "training.json").read_text(encoding="utf-8"))
     info = machine()
     data = {
         "date": info["date"], "machine": info, "bridges": args.bridges, "controls": args.controls,

@@ -188,6 +188,17 @@ def model_card(
     return card
 
 
+def _open_circuit(circuit: str | Path | Circuit | Mapping[str, Any], validation: Mapping[str, Any] | None
+                  ) -> tuple[Circuit, Mapping[str, Any] | None, list[dict[str, Any]]]:
+    """The circuit, its validation and its steering records (a folder's files when given one)."""
+    if isinstance(circuit, (str, Path)):
+        from sparsecircuits.bridges.steer import load_steering
+
+        validation = validation if validation is not None else load_validation(circuit)
+        return Circuit.load(circuit), validation, load_steering(circuit)
+    return (circuit if isinstance(circuit, Circuit) else Circuit.from_dict(circuit)), validation, []
+
+
 def build_report_data(
     circuit: str | Path | Circuit | Mapping[str, Any],
     model: SparseTransformer | Checkpoint | None = None,
@@ -217,16 +228,7 @@ def build_report_data(
     about `snippet_tokens` validation tokens in windows of `window` (with a progress bar
     when `progress`).
     """
-    steering: list[dict[str, Any]] = []
-    if isinstance(circuit, (str, Path)):
-        if validation is None:
-            validation = load_validation(circuit)
-        from sparsecircuits.bridges.steer import load_steering
-
-        steering = load_steering(circuit)
-        circuit = Circuit.load(circuit)
-    elif not isinstance(circuit, Circuit):
-        circuit = Circuit.from_dict(circuit)
+    circuit, validation, steering = _open_circuit(circuit, validation)
     if model is not None:
         if isinstance(model, Checkpoint):
             training = training if training is not None else model.training
