@@ -156,13 +156,15 @@ class BridgeTrainer(Trainer):
             total, self.parts = self.net(x, y)
         return total
 
-    def extra_metrics(self, evaluating: bool) -> dict[str, Any]:
-        parts = dict(self.parts)
-        if self.d.world_size > 1:
-            for value in parts.values():
+    def log(self, window: Any, lr: float, grad_rms: torch.Tensor, evaluating: bool) -> None:
+        if self.d.world_size > 1:  # every rank joins the mean of the loss terms; rank 0 writes them
+            for value in self.parts.values():
                 dist.all_reduce(value)
                 value /= self.d.world_size
-        row: dict[str, Any] = {k: float(v) for k, v in parts.items()}
+        super().log(window, lr, grad_rms, evaluating)
+
+    def extra_metrics(self, evaluating: bool) -> dict[str, Any]:
+        row: dict[str, Any] = {k: float(v) for k, v in self.parts.items()}
         if evaluating and self.val_quality is not None:
             row["val_bridges"] = {**self.val_quality["mean"], "dense_loss": self.val_quality["dense_loss"]}
         return row

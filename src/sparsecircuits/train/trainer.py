@@ -486,7 +486,7 @@ class Trainer:
         if self.val_loss is None and self.d.main:  # a resume of an already finished run
             self.val_loss = self.evaluate()
         self._check_weights()
-        identical = ranks_identical(self.model, self.d)
+        identical = ranks_identical(self.trained_module(), self.d)  # the model, and what else trains with it
         training = self.training_record(identical)
         if self.d.main:
             write_final(self.out_dir, self.model, self.shards.tokenizer_path, training)
