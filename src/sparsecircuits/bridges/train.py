@@ -126,7 +126,7 @@ class BridgeTrainer(Trainer):
         )
         self.dense = spec.dense.model.requires_grad_(False).eval().to(self.device)
         self.bridges = make_bridges(self.dense, self.model, spec.config)
-        self.model.to(self.device)
+        self.model.to(self.device).set_execution(cfg.execution)
         self.bridges.to(self.device)
         if spec.config.init == "lstsq":
             self._fit_bridges()

@@ -20,6 +20,7 @@ from sparsecircuits.model.config import ModelConfig
 from sparsecircuits.model.ergonomics import TLErgonomics
 from sparsecircuits.model.hooks import HookedModule, HookPoint
 from sparsecircuits.model.locations import node_locations
+from sparsecircuits.model.sparse_exec import ProjectedLinear, set_execution
 from sparsecircuits.model.sparsity import abs_topk
 
 RETURN_TYPES = ("logits", "loss", "both", None)
@@ -75,8 +76,8 @@ class Attention(nn.Module):
     def __init__(self, cfg: ModelConfig) -> None:
         super().__init__()
         self.cfg = cfg
-        self.c_attn = nn.Linear(cfg.d_in, 3 * cfg.d_attn, bias=cfg.bias)
-        self.c_proj = nn.Linear(cfg.d_attn, cfg.d_model, bias=cfg.bias)
+        self.c_attn = ProjectedLinear(cfg.d_in, 3 * cfg.d_attn, bias=cfg.bias)
+        self.c_proj = ProjectedLinear(cfg.d_attn, cfg.d_model, bias=cfg.bias)
         self.sink_logit = nn.Parameter(torch.zeros(cfg.n_head)) if cfg.attention_sink else None
         self.hook_in = HookPoint()
         self.hook_q = HookPoint()
@@ -113,8 +114,8 @@ class MLP(nn.Module):
     def __init__(self, cfg: ModelConfig) -> None:
         super().__init__()
         self.cfg = cfg
-        self.c_fc = nn.Linear(cfg.d_in, cfg.d_mlp, bias=cfg.bias)
-        self.c_proj = nn.Linear(cfg.d_mlp, cfg.d_model, bias=cfg.bias)
+        self.c_fc = ProjectedLinear(cfg.d_in, cfg.d_mlp, bias=cfg.bias)
+        self.c_proj = ProjectedLinear(cfg.d_mlp, cfg.d_model, bias=cfg.bias)
         self.hook_in = HookPoint()
         self.hook_pre = HookPoint()
         self.hook_post = HookPoint()
@@ -228,6 +229,13 @@ class SparseTransformer(HookedModule, TLErgonomics):
                     p.fill_(1.0)
                 else:
                     p.zero_()
+
+    def set_execution(self, execution: str) -> SparseTransformer:
+        """How the projected matrices multiply: `dense` (default), `sparse` (CSR kernels) or
+        `auto` (CSR where a calibration on this machine measured it faster); see
+        model/sparse_exec.py. Returns the model."""
+        set_execution(self, execution)
+        return self
 
     def hook_aliases(self) -> dict[str, str]:
         return {

@@ -21,6 +21,7 @@ from typing import Any
 from sparsecircuits.errors import InputError
 from sparsecircuits.jsonio import read_text
 from sparsecircuits.model import ModelConfig
+from sparsecircuits.model.sparse_exec import EXECUTIONS
 from sparsecircuits.model.sparsity import ANNEAL_SHAPES
 
 if sys.version_info >= (3, 11):
@@ -71,6 +72,7 @@ class TrainConfig:
     seed: int = 0
     device: str = "cpu"  # cpu | cuda | auto (cuda when available)
     autocast: str = "none"  # none | bf16 | auto (bf16 where the device has native bfloat16)
+    execution: str = "dense"  # dense | auto | sparse: how projected matrices multiply (model/sparse_exec.py)
 
     def __post_init__(self) -> None:
         _check_types(self)
@@ -115,6 +117,8 @@ class TrainConfig:
             raise InputError(f"train.weight_decay must be >= 0, got {self.weight_decay!r}")
         if self.device not in DEVICES:
             raise InputError(f"train.device must be one of {', '.join(DEVICES)}, got {self.device!r}")
+        if self.execution not in EXECUTIONS:
+            raise InputError(f"train.execution must be one of {', '.join(EXECUTIONS)}, got {self.execution!r}")
         if self.autocast not in AUTOCASTS:
             raise InputError(f"train.autocast must be one of {', '.join(AUTOCASTS)}, got {self.autocast!r}")
 
@@ -154,7 +158,7 @@ def _check_types(cfg: TrainConfig) -> None:
 
 # Train fields that may change between a run and its resume without changing the weights.
 RESUMABLE_CHANGES: frozenset[str] = frozenset(
-    {"eval_every", "eval_batches", "log_every", "checkpoint_every", "keep_checkpoints", "device"}
+    {"eval_every", "eval_batches", "log_every", "checkpoint_every", "keep_checkpoints", "device", "execution"}
 )
 
 

@@ -292,7 +292,7 @@ class Trainer:
             if cfg.sparse and cfg.target_density is not None
             else None
         )
-        self.model.to(self.device)
+        self.model.to(self.device).set_execution(cfg.execution)
         self.named_params = list(self.model.named_parameters())
         self.params = [p for _, p in self.named_params]
         self.decay = [p for _, p in weight_decay_params(self.model)]

@@ -1,0 +1,198 @@
+"""Sparse execution of the projected weight matrices on the CPU (docs/sparse-execution.md).
+
+A weight-sparse model's matrices are mostly zeros, but a dense matmul multiplies the zeros
+too. Here a matrix can run as compressed sparse rows (torch's CSR kernels) instead: the
+forward product and the input gradient cost about its nonzeros, while the weight gradient
+stays dense, as the L0 projection re-selects the top-k over every weight each step (this is
+the `exact` method: same math as the dense path, float rounding aside).
+
+Whether CSR pays depends on the shape, the density, the rows of activations and the machine,
+so `auto` measures both ways once per (shape, density, rows) on this machine, keeps the
+verdict in a small calibration table (cached in a JSON file per machine), and runs CSR only
+where it was faster. `sparse` always runs CSR, `dense` never (the default: results then do
+not depend on timings). Off the CPU, under autocast or
+for other dtypes, matrices always run dense.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import platform
+import time
+import warnings
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from sparsecircuits.errors import InputError
+
+EXECUTIONS = ("dense", "auto", "sparse")
+CACHE_ENV = "SPARSECIRCUITS_CACHE"  # folder of the calibration table (default ~/.cache/sparsecircuits)
+CALIBRATION_REPS = 3
+
+_table: dict[str, dict[str, float]] | None = None
+
+
+def _cache_file() -> Path:
+    root = Path(os.environ.get(CACHE_ENV) or Path.home() / ".cache" / "sparsecircuits")
+    return root / "sparse-exec.json"
+
+
+def machine_key() -> str:
+    """What a calibration is valid for: the processor, the thread count and torch."""
+    return f"{platform.machine()}|{platform.processor() or 'cpu'}|{os.cpu_count()}|{torch.get_num_threads()}|{torch.__version__}"
+
+
+def _load_table() -> dict[str, dict[str, float]]:
+    global _table
+    if _table is None:
+        try:
+            data = json.loads(_cache_file().read_text(encoding="utf-8"))
+            _table = data.get(machine_key(), {}) if isinstance(data, dict) else {}
+        except (OSError, ValueError):
+            _table = {}
+    return _table
+
+
+def _save_table() -> None:
+    path = _cache_file()
+    try:
+        data = json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
+        data = data if isinstance(data, dict) else {}
+    except (OSError, ValueError):
+        data = {}
+    data[machine_key()] = _load_table()
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+        tmp.write_text(json.dumps(data, indent=1) + "\n", encoding="utf-8")
+        os.replace(tmp, path)
+    except OSError:
+        pass  # a read-only home: the verdicts stay in memory for this process
+
+
+def _bucket(shape: tuple[int, int], density: float, rows: int, grad: bool) -> str:
+    """The calibration key: the shape, density and rows rounded to powers of two."""
+    d = round(math.log2(max(density, 1e-9)))
+    r = round(math.log2(max(rows, 1)))
+    return f"{shape[0]}x{shape[1]}|d2^{d}|r2^{r}|{'train' if grad else 'infer'}"
+
+
+def to_csr(w: torch.Tensor) -> torch.Tensor:
+    """`w` as a CSR tensor (without torch's "beta" warning: the kernels used here work)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        return w.to_sparse_csr()
+
+
+def _timed(fn: Any) -> float:
+    fn()
+    t0 = time.perf_counter()
+    for _ in range(CALIBRATION_REPS):
+        fn()
+    return (time.perf_counter() - t0) / CALIBRATION_REPS
+
+
+def calibrate(shape: tuple[int, int], density: float, rows: int, grad: bool) -> dict[str, float]:
+    """Time the dense and the CSR path of one matrix shape on random data (forward, plus the
+    input gradient and the CSR rebuild when training) and return both times in seconds."""
+    out_f, in_f = shape
+    gen = torch.Generator().manual_seed(0)
+    w = torch.randn(out_f, in_f, generator=gen) * (torch.rand(out_f, in_f, generator=gen) < density)
+    x, g = torch.randn(rows, in_f, generator=gen), torch.randn(rows, out_f, generator=gen)
+    csr, csr_t = to_csr(w), to_csr(w.t().contiguous())
+    dense = _timed(lambda: x @ w.t())
+    sparse = _timed(lambda: torch.sparse.mm(csr, x.t()).t())
+    if grad:
+        dense += _timed(lambda: g @ w)
+        sparse += _timed(lambda: torch.sparse.mm(csr_t, g.t()).t())
+        sparse += _timed(lambda: (to_csr(w), to_csr(w.t().contiguous())))
+    return {"dense_s": dense, "sparse_s": sparse}
+
+
+def csr_is_faster(shape: tuple[int, int], density: float, rows: int, grad: bool) -> bool:
+    """The calibration table's verdict for this matrix (measured on first use)."""
+    table = _load_table()
+    key = _bucket(shape, density, rows, grad)
+    if key not in table:
+        table[key] = calibrate(shape, 2.0 ** round(math.log2(max(density, 1e-9))), 2 ** round(math.log2(max(rows, 1))),
+                               grad)
+        _save_table()
+    return table[key]["sparse_s"] < table[key]["dense_s"]
+
+
+class _CsrLinear(torch.autograd.Function):
+    """y = x W^T + b with W as CSR; the input gradient through W^T as CSR, the weight
+    gradient dense (every entry: the projection re-selects over all of them)."""
+
+    @staticmethod
+    def forward(ctx: Any, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, csr: torch.Tensor,
+                csr_t: torch.Tensor | None) -> torch.Tensor:
+        ctx.save_for_backward(x)
+        ctx.csr_t, ctx.has_bias = csr_t, bias is not None
+        y = torch.sparse.mm(csr, x.t()).t()
+        return y + bias if bias is not None else y.contiguous()
+
+    @staticmethod
+    def backward(ctx: Any, g: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
+        (x,) = ctx.saved_tensors
+        g = g.contiguous()
+        gx = torch.sparse.mm(ctx.csr_t, g.t()).t() if ctx.needs_input_grad[0] else None
+        gw = g.t() @ x if ctx.needs_input_grad[1] else None
+        gb = g.sum(0) if ctx.has_bias and ctx.needs_input_grad[2] else None
+        return gx, gw, gb, None, None
+
+
+class ProjectedLinear(nn.Linear):
+    """An `nn.Linear` whose weight the L0 projection keeps sparse; `execution` (dense, auto,
+    sparse) says how it multiplies (see the module docstring)."""
+
+    execution: str = "dense"
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.execution == "dense" or not self._csr_possible(x):
+            return F.linear(x, self.weight, self.bias)
+        grad = torch.is_grad_enabled() and (self.weight.requires_grad or x.requires_grad)
+        rows = x.numel() // x.shape[-1]
+        if self.execution == "auto":
+            nnz = int(torch.count_nonzero(self.weight.detach()))
+            if not csr_is_faster(tuple(self.weight.shape), nnz / self.weight.numel(), rows, grad):
+                return F.linear(x, self.weight, self.bias)
+        csr, csr_t = self._csr(grad)
+        x2 = x.reshape(rows, x.shape[-1])
+        y = _CsrLinear.apply(x2, self.weight, self.bias, csr, csr_t)
+        return y.reshape(*x.shape[:-1], self.out_features)
+
+    def _csr_possible(self, x: torch.Tensor) -> bool:
+        return (x.device.type == "cpu" and self.weight.dtype == torch.float32 and x.dtype == torch.float32
+                and not torch.is_autocast_enabled("cpu"))
+
+    def _csr(self, grad: bool) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """CSR copies of the weight (and of its transpose when training). Training rebuilds
+        them every call (the optimizer and the projection change weights without telling
+        autograd); in eval mode without gradients they are kept while the weight's storage
+        and version stay the same."""
+        w = self.weight.detach()
+        if grad or self.training:
+            return to_csr(w), to_csr(w.t().contiguous()) if grad else None
+        key = (w.data_ptr(), self.weight._version)
+        cached = self.__dict__.get("_csr_cache")
+        if cached is None or cached[0] != key:
+            cached = (key, to_csr(w))
+            self.__dict__["_csr_cache"] = cached
+        return cached[1], None
+
+
+def set_execution(model: nn.Module, execution: str) -> None:
+    """Set how every projected matrix of `model` multiplies: dense, auto or sparse."""
+    if execution not in EXECUTIONS:
+        raise InputError(f"execution must be one of {', '.join(EXECUTIONS)}, got {execution!r}")
+    for module in model.modules():
+        if isinstance(module, ProjectedLinear):
+            module.execution = execution
+            module.__dict__.pop("_csr_cache", None)

@@ -1,0 +1,124 @@
+"""Sparse execution of the projected matrices: the CSR path equals the dense path within float
+tolerance (forward, every gradient, every node location, AbsTopK, sink, bigram table), in
+training too, and `auto` follows the machine's calibration table."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from sparsecircuits.errors import InputError
+from sparsecircuits.model import ModelConfig, SparseTransformer, sparse_exec
+from sparsecircuits.model.locations import node_hooks
+from sparsecircuits.model.sparse_exec import ProjectedLinear
+from sparsecircuits.model.sparsity import WeightSparsifier
+from sparsecircuits.train import train
+
+ALL_LOCATIONS = ("attn_in", "attn_q", "attn_k", "attn_v", "attn_out", "mlp_in", "mlp_neuron", "mlp_out")
+
+
+def _sparse_model(**kw) -> SparseTransformer:
+    cfg = ModelConfig(n_layer=2, d_model=32, n_head=2, d_head=16, d_mlp=128, vocab_size=64, n_ctx=16,
+                      attention_sink=True, bigram_table=True, afrac=0.25, afrac_locations=ALL_LOCATIONS, **kw)
+    model = SparseTransformer(cfg)
+    WeightSparsifier(model, 0.125, 4.0, 4).project_(0.125)
+    return model
+
+
+def _run(model: SparseTransformer, tokens: torch.Tensor, execution: str) -> tuple[torch.Tensor, dict, dict]:
+    model.set_execution(execution).zero_grad()
+    hooks = node_hooks(model)
+    logits, cache = model.run_with_cache(tokens, names_filter=hooks)
+    torch.nn.functional.cross_entropy(logits[:, :-1].flatten(0, 1), tokens[:, 1:].flatten()).backward()
+    return logits.detach(), {h: cache[h] for h in hooks}, {n: p.grad.clone() for n, p in model.named_parameters()}
+
+
+@pytest.mark.parametrize("positional", ["learned", "concat"])
+def test_the_csr_path_equals_the_dense_path(positional: str) -> None:
+    model = _sparse_model(positional=positional, d_pos_emb=8 if positional == "concat" else None)
+    tokens = torch.randint(0, 64, (3, 16))
+    dense_logits, dense_acts, dense_grads = _run(model, tokens, "dense")
+    sparse_logits, sparse_acts, sparse_grads = _run(model, tokens, "sparse")
+    torch.testing.assert_close(sparse_logits, dense_logits, rtol=1e-5, atol=1e-5)
+    assert dense_acts.keys() == sparse_acts.keys() and len(dense_acts) == 2 * len(ALL_LOCATIONS)
+    for hook in dense_acts:  # every node location sees the same activations (AbsTopK picks the same entries)
+        torch.testing.assert_close(sparse_acts[hook], dense_acts[hook], rtol=1e-5, atol=1e-5, msg=hook)
+    for name in dense_grads:  # weight gradients stay dense: every entry, kept or not
+        torch.testing.assert_close(sparse_grads[name], dense_grads[name], rtol=1e-4, atol=1e-6, msg=name)
+    kept = model.blocks[0].mlp.c_fc.weight != 0
+    assert bool((sparse_grads["blocks.0.mlp.c_fc.weight"][~kept] != 0).any())
+
+
+def test_eval_keeps_csr_copies_until_the_weight_changes() -> None:
+    model = _sparse_model().eval().set_execution("sparse")
+    tokens = torch.randint(0, 64, (2, 16))
+    with torch.no_grad():
+        before = model(tokens)
+        again = model(tokens)
+        model.blocks[1].mlp.c_proj.weight.mul_(0.0)  # an in-place change moves the version counter
+        after = model(tokens)
+        model.set_execution("dense")
+        dense_after = model(tokens)
+    assert torch.equal(before, again)
+    assert not torch.allclose(before, after)
+    torch.testing.assert_close(after, dense_after, rtol=1e-5, atol=1e-5)
+
+
+def test_training_with_sparse_execution_matches_dense(small_corpus_dir: Path, tmp_path: Path) -> None:
+    base = ["train.steps=20", "train.eval_every=0", "train.log_every=5", "train.checkpoint_every=0"]
+    runs = {}
+    for execution in ("dense", "sparse"):
+        result = train("tiny-sparse", small_corpus_dir, tmp_path / execution, overrides=[*base, f"train.execution={execution}"],
+                       progress=False)
+        runs[execution] = result
+    from safetensors.torch import load_file
+
+    a = load_file(str(tmp_path / "dense" / "model.safetensors"))
+    b = load_file(str(tmp_path / "sparse" / "model.safetensors"))
+    for name in a:
+        torch.testing.assert_close(b[name], a[name], rtol=1e-3, atol=1e-5, msg=name)
+    assert runs["sparse"].final_val_loss == pytest.approx(runs["dense"].final_val_loss, abs=1e-4)
+
+
+def test_auto_follows_the_calibration_table(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(sparse_exec.CACHE_ENV, str(tmp_path))
+    monkeypatch.setattr(sparse_exec, "_table", None)
+    calls = []
+    real = sparse_exec._CsrLinear.apply
+    monkeypatch.setattr(sparse_exec._CsrLinear, "apply", lambda *a: (calls.append(1), real(*a))[1])
+    layer = ProjectedLinear(64, 256)
+    with torch.no_grad():
+        layer.weight.mul_(torch.rand_like(layer.weight) < 0.125)
+    layer.execution = "auto"
+    x = torch.randn(8, 64)
+    layer(x)  # measures this shape once and writes the table
+    saved = json.loads((tmp_path / "sparse-exec.json").read_text())[sparse_exec.machine_key()]
+    (key, times), = saved.items()
+    assert key.startswith("256x64|d2^-3|r2^3|") and times["dense_s"] > 0 and times["sparse_s"] > 0
+    for faster, expected in ((True, 1), (False, 0)):  # a verdict either way, read from the table
+        sparse_exec._load_table()[key] = {"dense_s": 1.0, "sparse_s": 0.5 if faster else 2.0}
+        calls.clear()
+        layer(x)
+        assert len(calls) == expected
+
+
+def test_off_the_csr_path_and_bad_settings(monkeypatch: pytest.MonkeyPatch) -> None:
+    calls = []
+    real = sparse_exec._CsrLinear.apply
+    monkeypatch.setattr(sparse_exec._CsrLinear, "apply", lambda *a: (calls.append(1), real(*a))[1])
+    model = _sparse_model().set_execution("sparse")
+    tokens = torch.randint(0, 64, (2, 16))
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        model(tokens)  # autocast runs the dense kernels
+    assert calls == []
+    model(tokens)
+    assert len(calls) == 2 * 4  # two layers, four projected matrices each
+    with pytest.raises(InputError, match="execution must be one of"):
+        model.set_execution("csr")
+    from sparsecircuits.train.config import TrainConfig
+
+    with pytest.raises(InputError, match="train.execution"):
+        TrainConfig(execution="fast")
