@@ -20,11 +20,11 @@ import torch
 from common import machine, machine_line, write_results
 
 from sparsecircuits.bridges import open_bridges, quality_markdown, steer
-from sparsecircuits.bridges.steer import rank_channels, record_steering
+from sparsecircuits.bridges.steer import rank_channels, record_steering, residual_channel
 from sparsecircuits.circuits import Circuit
 from sparsecircuits.tasks import get_task
 
-SCALES = (0.0, 0.25, 0.5, 1.0, 2.0, 4.0)
+SCALES = (0.0, 0.5, 1.0, 2.0, 4.0)
 
 
 def _task_rows(models, circuits: Path, task_name: str, args: argparse.Namespace) -> dict:
@@ -36,15 +36,26 @@ def _task_rows(models, circuits: Path, task_name: str, args: argparse.Namespace)
     ranked = rank_channels(models.sparse.model, circuit.nodes,
                            task.generate(tokenizer, args.pairs, seed=args.seed, split="train"))
     test = task.generate(tokenizer, args.pairs, seed=args.seed, split="test")
+    by_site: dict[str, list[str]] = {}
+    for node, _ in ranked:
+        by_site.setdefault(residual_channel(node, models.sparse.model)[0], []).append(node)
+    score = dict(ranked)
+    groups = [[node] for node, _ in ranked[: args.top]] + [nodes for nodes in by_site.values() if len(nodes) > 1]
     steered = []
-    for node, score in ranked[: args.top]:
-        result = steer(models, node, test, toward_alt=True, scales=SCALES, controls=args.controls, seed=args.seed,
+    for nodes in groups:
+        result = steer(models, nodes, test, toward_alt=True, scales=SCALES, controls=args.controls, seed=args.seed,
                        task_name=task_name)
-        result["task"], result["separation"] = task_name, score
+        result["task"], result["separation"] = task_name, max(score[n] for n in nodes)
         record_steering(circuit_dir, {**result, "bridges": str(Path(args.bridges).resolve())})
         steered.append(result)
     return {"task": task_name, "circuit": str(circuit_dir), "candidates": len(ranked), "ranked": ranked[:10],
             "steered": steered}
+
+
+def _label(result: dict) -> str:
+    """One channel by name; a site's group by its site and size."""
+    nodes = result["nodes"]
+    return nodes[0] if len(nodes) == 1 else f"all {len(nodes)} at {result['site']}"
 
 
 def _markdown(data: dict) -> str:
@@ -59,13 +70,14 @@ def _markdown(data: dict) -> str:
         "",
         quality_markdown(q).strip(),
         "",
-        "Steering: each task's sparse circuit channels that best separate its two prompts, set toward "
-        "their value on the alternative prompt at every position, carried into the dense model by "
+        "Steering: for each task, the sparse circuit's residual channels that best separate its two "
+        "prompts (one at a time), and all of the circuit's channels at each site together, set toward "
+        "their value on the alternative prompt at every position and carried into the dense model by "
         "the decoder; the dense model's p(alternative answer) on the test prompts, against "
-        f"{data['controls']} random channels of the same site at the same norm, and the same edit "
-        "inside the sparse model.",
+        f"{data['controls']} random sets of as many channels of the same site at the same norm, and the "
+        "same edit inside the sparse model.",
         "",
-        "| task | channel | separation | dense p(alt), no edit | dense p(alt), scale 1 | scale 4 "
+        "| task | channels | separation (best) | dense p(alt), no edit | dense p(alt), scale 1 | scale 4 "
         "| control, scale 1 | control, scale 4 | sparse p(alt), scale 1 |",
         "|---|---|---|---|---|---|---|---|---|",
     ]
@@ -73,7 +85,7 @@ def _markdown(data: dict) -> str:
         for r in t["steered"]:
             at = {row["scale"]: row for row in r["scales"]}
             lines.append(
-                f"| {t['task']} | {r['node']} | {r['separation']:.2f} | {r['baseline']['dense']['p_alt']:.3f} "
+                f"| {t['task']} | {_label(r)} | {r['separation']:.2f} | {r['baseline']['dense']['p_alt']:.3f} "
                 f"| {at[1.0]['dense']['p_alt']:.3f} | {at[4.0]['dense']['p_alt']:.3f} "
                 f"| {at[1.0]['control']['p_alt']:.3f} ± {at[1.0]['control']['p_alt_sd']:.3f} "
                 f"| {at[4.0]['control']['p_alt']:.3f} ± {at[4.0]['control']['p_alt_sd']:.3f} "
@@ -90,9 +102,9 @@ def _plot(data: dict, path: Path) -> None:
     tasks = data["tasks"]
     fig, axes = plt.subplots(1, len(tasks), figsize=(5.2 * len(tasks), 3.8), squeeze=False)
     for ax, t in zip(axes[0], tasks, strict=True):
-        best = t["steered"][0]
+        best = max(t["steered"], key=lambda r: r["scales"][-1]["sparse"]["p_alt"])  # by the sparse reference
         scales = [r["scale"] for r in best["scales"]]
-        ax.plot(scales, [r["dense"]["p_alt"] for r in best["scales"]], "o-", label=f"dense, via {best['node']}")
+        ax.plot(scales, [r["dense"]["p_alt"] for r in best["scales"]], "o-", label=f"dense, via {_label(best)}")
         ax.plot(scales, [r["control"]["p_alt"] for r in best["scales"]], "s--", label="dense, random channels")
         ax.plot(scales, [r["sparse"]["p_alt"] for r in best["scales"]], "^:", label="sparse model itself")
         ax.set_title(t["task"])
@@ -112,7 +124,7 @@ def main() -> int:
     parser.add_argument("--task", action="append", required=True, help="a task the sparse model solves; repeat")
     parser.add_argument("--pairs", type=int, default=64)
     parser.add_argument("--top", type=int, default=3, help="channels steered per task (best first)")
-    parser.add_argument("--controls", type=int, default=16)
+    parser.add_argument("--controls", type=int, default=8)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--plot", default=str(Path(__file__).parent.parent / "docs" / "screenshots" / "steering.png"))
     args = parser.parse_args()

@@ -646,3 +646,21 @@ def test_a_steering_record_reaches_the_circuit_report(planted_folder: Path, tmp_
     assert shown == [steering_summary(result)]
     assert shown[0]["p_alt"] > 0.8 > shown[0]["baseline_p_alt"]
     assert all(n["steering"] is None for i, n in by_id.items() if i != "blocks.0.hook_attn_out:0")
+
+
+def test_steering_several_channels_of_one_site_together(planted_folder: Path) -> None:
+    """Channels of one site move together: with the answer's channel among them the edit is
+    the single channel's (the others do not differ between the prompts), the control moves
+    as many random channels at the same norm, and channels of two sites are refused."""
+    models = open_bridges(planted_folder)
+    pairs = _planted_pairs()
+    one = steer(models, "blocks.0.attn_out:0", pairs, toward_alt=True, scales=[1])
+    two = steer(models, ["blocks.0.attn_out:0", "blocks.0.attn_out:3"], pairs, toward_alt=True, scales=[1],
+                controls=3)
+    assert two["channels"] == [0, 3] and two["node_ids"] == ["blocks.0.hook_attn_out:0", "blocks.0.hook_attn_out:3"]
+    assert two["scales"][0]["dense"]["p_alt"] == pytest.approx(one["scales"][0]["dense"]["p_alt"], rel=1e-5)
+    sets = two["scales"][0]["control"]["channels"]
+    assert len(sets) == 3 and all(len(s) == 2 and not {0, 3} & set(s) for s in sets)
+    assert len({c for s in sets for c in s}) == 6  # disjoint sets
+    with pytest.raises(InputError, match="share one site"):
+        steer(models, ["blocks.0.attn_out:0", "blocks.0.attn_in:0"], pairs, toward_alt=True)

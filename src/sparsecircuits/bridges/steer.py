@@ -154,13 +154,13 @@ def _answer_probs(model: SparseTransformer, tokens: torch.Tensor, last: torch.Te
     return torch.stack([logits.gather(1, target[:, None])[:, 0], logits.gather(1, alt[:, None])[:, 0]], dim=1)
 
 
-def _deltas(sparse: SparseTransformer, site: str, channel: int, pairs: Sequence[EncodedPair], value: str,
-            to: float | None, positions: str) -> tuple[torch.Tensor, Any]:
-    """The change of the sparse channel [B, T] on the A prompts (zero where not edited)."""
+def _deltas(sparse: SparseTransformer, site: str, channels: Sequence[int], pairs: Sequence[EncodedPair],
+            value: str, to: float | None, positions: str) -> tuple[torch.Tensor, Any]:
+    """The change of the sparse channels [B, T, n] on the A prompts (zero where not edited)."""
     batch = make_batch(pairs)
     n = len(pairs)
     _, acts = site_activations(sparse, batch.tokens, [site])
-    h = acts[site][..., channel]
+    h = acts[site][..., list(channels)]
     current, alt = h[:n], h[n:]
     width = batch.tokens.shape[1]
     last = batch.last_pos[:n]
@@ -173,7 +173,7 @@ def _deltas(sparse: SparseTransformer, site: str, channel: int, pairs: Sequence[
         target = alt
     else:
         target = torch.full_like(current, float(to))
-    return torch.where(where, target - current, 0.0), batch
+    return torch.where(where[..., None], target - current, 0.0), batch
 
 
 def channel_value(sparse: SparseTransformer, site: str, channel: int, prompts: Sequence[EncodedPair],
@@ -194,56 +194,83 @@ def _summary(probs: torch.Tensor) -> dict[str, float]:
     return {"p_target": float(probs[:, 0].mean()), "p_alt": float(probs[:, 1].mean())}
 
 
+def _located(models: BridgedModels, nodes: Sequence[str]) -> tuple[str, list[int]]:
+    """The one site of `nodes` and their channels; InputError for nodes elsewhere."""
+    if not nodes:
+        raise InputError("name at least one node to steer")
+    located = [residual_channel(node, models.sparse.model) for node in nodes]
+    sites = sorted({site for site, _ in located})
+    if len(sites) > 1:
+        raise InputError(f"--node: the channels steered together must share one site; these are at {', '.join(sites)}")
+    for node, (_, channel) in zip(nodes, located, strict=True):
+        if not 0 <= channel < models.bridges.d_sparse:
+            raise InputError(f"--node {node}: channel {channel} is outside the sparse residual "
+                             f"(width {models.bridges.d_sparse})")
+    return sites[0], [c for _, c in located]
+
+
+def _matched(edit: torch.Tensor, other: torch.Tensor) -> torch.Tensor:
+    """`other` rescaled, position by position, to the norm of `edit`."""
+    return other * (edit.norm(dim=-1, keepdim=True) / other.norm(dim=-1, keepdim=True).clamp_min(1e-12))
+
+
 @torch.no_grad()
-def steer(models: BridgedModels, node: str, pairs: Sequence[EncodedPair], *, to: float | None = None,
+def steer(models: BridgedModels, node: str | Sequence[str], pairs: Sequence[EncodedPair], *, to: float | None = None,
           toward_alt: bool = False, scales: Sequence[float] = DEFAULT_SCALES, positions: str = "all",
           controls: int = 8, seed: int = 0, task_name: str = "steering") -> dict[str, Any]:
-    """Steer the dense model through one sparse channel on the A prompts of `pairs` (see the
-    module docstring). Give `to`, or `toward_alt`. Returns a JSON-ready record."""
+    """Steer the dense model through one sparse channel, or several of one site together, on
+    the A prompts of `pairs` (see the module docstring). Give `to`, or `toward_alt`. The
+    control moves as many random channels of that site, at the same dense norm at every
+    position. Returns a JSON-ready record."""
     if (to is None) == (not toward_alt):
         raise InputError("give exactly one edit value: --to VALUE, --from-prompts FILE or --toward-alt")
     if positions not in POSITIONS:
         raise InputError(f"positions must be one of {POSITIONS}, got {positions!r}")
     if not pairs:
         raise InputError("steering needs at least one prompt")
+    nodes = [node] if isinstance(node, str) else list(node)
     dense, sparse, bridges = models.dense.model, models.sparse.model, models.bridges
-    site, channel = residual_channel(node, sparse)
+    site, channels = _located(models, nodes)
     i = bridges.site_index(site)
-    if not 0 <= channel < bridges.d_sparse:
-        raise InputError(f"--node {node}: channel {channel} is outside the sparse residual (width {bridges.d_sparse})")
     for model in (dense, sparse):
         check_fits(model, list(pairs), task_name)
-    delta, batch = _deltas(sparse, site, channel, pairs, "toward_alt" if toward_alt else "to", to, positions)
+    delta, batch = _deltas(sparse, site, channels, pairs, "toward_alt" if toward_alt else "to", to, positions)
     n = len(pairs)
     tokens, last, target, alt = batch.tokens[:n], batch.last_pos[:n], batch.correct[:n], batch.wrong[:n]
-    direction = bridges.decoder_direction(i, channel)
-    others = [c for c in range(bridges.d_sparse) if c != channel]
+    decoder = bridges.decoders[i].weight  # [d_dense, d_sparse]: column c is what sparse channel c adds
+    others = [c for c in range(bridges.d_sparse) if c not in channels]
     gen = torch.Generator().manual_seed(seed)
-    picks = [others[int(j)] for j in torch.randperm(len(others), generator=gen)[:controls]]
-    norm = direction.norm()
-    control_dirs = [bridges.decoder_direction(i, c) * (norm / bridges.decoder_direction(i, c).norm().clamp_min(1e-12))
-                    for c in picks]
-    unit = torch.zeros(bridges.d_sparse)
-    unit[channel] = 1.0
+    order = [others[int(j)] for j in torch.randperm(len(others), generator=gen)]
+    k = len(channels)
+    picks = [order[s * k:(s + 1) * k] for s in range(min(controls, len(others) // k))]  # disjoint sets
+    unit = torch.zeros(len(channels), bridges.d_sparse)
+    unit[range(len(channels)), channels] = 1.0
     base_dense = _answer_probs(dense, tokens, last, target, alt)
     base_sparse = _answer_probs(sparse, tokens, last, target, alt)
     rows = []
     for scale in scales:
-        d = scale * delta[..., None]
-        dense_p = _answer_probs(dense, tokens, last, target, alt, site, d * direction)
-        sparse_p = _answer_probs(sparse, tokens, last, target, alt, site, d * unit)
-        ctrl = torch.stack([_answer_probs(dense, tokens, last, target, alt, site, d * c)[:, 1].mean()
-                            for c in control_dirs]) if control_dirs else torch.zeros(0)
+        d = scale * delta
+        edit = d @ decoder[:, channels].T
+        dense_p = _answer_probs(dense, tokens, last, target, alt, site, edit)
+        sparse_p = _answer_probs(sparse, tokens, last, target, alt, site, d @ unit)
+        ctrl = torch.stack([
+            _answer_probs(dense, tokens, last, target, alt, site, _matched(edit, d @ decoder[:, pick].T))[:, 1].mean()
+            for pick in picks]) if picks else torch.zeros(0)
         rows.append({
             "scale": float(scale), "dense": _summary(dense_p), "sparse": _summary(sparse_p),
             "control": {"p_alt": float(ctrl.mean()) if len(ctrl) else None,
-                        "p_alt_sd": float(ctrl.std()) if len(ctrl) > 1 else None, "channels": picks},
+                        "p_alt_sd": float(ctrl.std()) if len(ctrl) > 1 else None,
+                        "channels": picks if len(channels) > 1 else [p[0] for p in picks]},
             "per_prompt_dense_p_alt": dense_p[:, 1].tolist(),
         })
+    moved = delta[delta != 0]
     return {
-        "node": node, "node_id": node_key(node, sparse), "site": site, "channel": channel, "value": "toward_alt" if toward_alt else float(to),
-        "positions": positions, "n_prompts": n, "mean_delta": float(delta[delta != 0].mean()) if bool((delta != 0).any()) else 0.0,
-        "decoder_norm": float(norm),
+        "node": ",".join(nodes), "nodes": nodes, "node_id": node_key(nodes[0], sparse) if len(nodes) == 1 else None,
+        "node_ids": [k for k in (node_key(x, sparse) for x in nodes) if k is not None],
+        "site": site, "channel": channels[0] if len(channels) == 1 else None, "channels": channels,
+        "value": "toward_alt" if toward_alt else float(to), "positions": positions, "n_prompts": n,
+        "mean_delta": float(moved.mean()) if len(moved) else 0.0,
+        "decoder_norm": float(decoder[:, channels].norm()),
         "baseline": {"dense": _summary(base_dense), "sparse": _summary(base_sparse)},
         "scales": rows,
     }
@@ -257,7 +284,7 @@ def record_steering(circuit_dir: str | Path, result: Mapping[str, Any]) -> Path:
     report shows beside the node."""
     path = Path(circuit_dir) / STEERING_FILE
     records = load_steering(circuit_dir)
-    records = [r for r in records if r.get("node_id") != result.get("node_id") or r.get("task") != result.get("task")]
+    records = [r for r in records if r.get("node_ids") != result.get("node_ids") or r.get("task") != result.get("task")]
     atomic_write_text(path, json.dumps({"records": [*records, dict(result)]}, indent=2) + "\n")
     return path
 
@@ -281,14 +308,15 @@ def steering_summary(result: Mapping[str, Any]) -> dict[str, Any]:
     row = next((r for r in rows if r["scale"] == 1.0), max(rows, key=lambda r: r["scale"]))
     return {"task": result.get("task"), "scale": row["scale"], "baseline_p_alt": result["baseline"]["dense"]["p_alt"],
             "p_alt": row["dense"]["p_alt"], "control_p_alt": row["control"]["p_alt"],
-            "sparse_p_alt": row["sparse"]["p_alt"], "value": result["value"]}
+            "sparse_p_alt": row["sparse"]["p_alt"], "value": result["value"],
+            "channels": len(result.get("node_ids") or [result.get("node_id")])}
 
 
 def steering_markdown(result: dict[str, Any]) -> str:
     """A steering record as a Markdown table, one row per scale."""
     b = result["baseline"]
     lines = [
-        f"steer {result['node']} (site {result['site']}, channel {result['channel']}) to "
+        f"steer {result['node']} (site {result['site']}, channels {result['channels']}) to "
         f"{result['value']} at {result['positions']} positions, {result['n_prompts']} prompts; "
         f"without the edit the dense model has p(target) {b['dense']['p_target']:.3f}, p(alt) {b['dense']['p_alt']:.3f}",
         "",

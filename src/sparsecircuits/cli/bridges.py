@@ -138,16 +138,19 @@ def _steer(args: argparse.Namespace) -> int:
     circuit = _circuit(args, models)
     if args.node == "best":
         args.node = _best_node(args, models, circuit, resolve_task(args.task))
+    nodes = [n.strip() for n in args.node.split(",") if n.strip()]
     to = args.to
     if args.from_prompts is not None:
-        site, channel = residual_channel(args.node, models.sparse.model)
+        if len(nodes) != 1:
+            raise InputError("--from-prompts sets one channel: name one --node")
+        site, channel = residual_channel(nodes[0], models.sparse.model)
         source = resolve_task(args.from_prompts).generate(tokenizer, args.pairs, seed=args.seed, split="test")
         to = channel_value(models.sparse.model, site, channel, source, args.positions)
-    result = steer(models, args.node, pairs, to=to, toward_alt=args.toward_alt, scales=args.scale or DEFAULT_SCALES,
+    result = steer(models, nodes, pairs, to=to, toward_alt=args.toward_alt, scales=args.scale or DEFAULT_SCALES,
                    positions=args.positions, controls=args.controls, seed=args.seed, task_name=args.task)
     result["task"] = args.task
     print(steering_markdown(result), end="")
-    if circuit is not None and result["node_id"] is not None:
+    if circuit is not None and result["node_ids"]:
         from sparsecircuits.bridges.steer import record_steering
 
         print(f"recorded in {record_steering(args.circuit, {**result, 'bridges': str(Path(args.bridges).resolve())})}"
@@ -235,9 +238,10 @@ def register(sub: argparse._SubParsersAction) -> None:
                          "same norm and the same edit inside the sparse model."))
     st.add_argument("--bridges", required=True, metavar="DIR", help="a bridges folder from `bridges train`")
     st.add_argument("--dense", metavar="RUN", help="the dense model (default: the one bridges.json names)")
-    st.add_argument("--node", required=True, metavar="HOOK:INDEX|best",
-                    help="the sparse channel, e.g. blocks.1.attn_out:17, or best: the --circuit's residual channel "
-                         "that the task's two prompts move most")
+    st.add_argument("--node", required=True, metavar="HOOK:INDEX[,...]|best",
+                    help="the sparse channel, e.g. blocks.1.attn_out:17, several of one site steered together "
+                         "(comma-separated), or best: the --circuit's residual channel that the task's two prompts "
+                         "move most")
     st.add_argument("--circuit", metavar="DIR",
                     help="a circuit of the sparse model: --node best chooses from it, and the result is recorded "
                          "in DIR/steering.json for its report (default: none)")
