@@ -33,13 +33,14 @@ def main() -> int:
     args = parser.parse_args()
     run = Path(args.run)
     meta = read_bridges_meta(run)
+    training = json.loads((run / "training.json").read_text(encoding="utf-8"))
+    meta["sparse"] = meta.get("sparse") or training["bridges"]["sparse"]  # (runs before bridges.json named it)
     meta["dense"]["path"] = _bundled_name(meta["dense"])
     meta["sparse"]["path"] = _bundled_name(meta["sparse"])
     out = bundled_root() / args.name
     out.mkdir(exist_ok=True)
     shutil.copyfile(run / BRIDGES_WEIGHTS, out / BRIDGES_WEIGHTS)
     (out / BRIDGES_META).write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
-    training = json.loads((run / "training.json").read_text(encoding="utf-8"))
     keep = {k: training[k] for k in ("recipe", "steps", "tokens", "seconds", "device", "torch_version",
                                      "library_version", "corpus_manifest_hash", "bridges")}
     (out / "training.json").write_text(json.dumps(keep, indent=2) + "\n", encoding="utf-8")
