@@ -644,7 +644,7 @@ def test_a_steering_record_reaches_the_circuit_report(planted_folder: Path, tmp_
     by_id = {n["id"]: n for n in data["nodes"]}
     shown = by_id["blocks.0.hook_attn_out:0"]["steering"]
     assert shown == [steering_summary(result)]
-    assert shown[0]["p_alt"] > 0.8 > shown[0]["baseline_p_alt"]
+    assert [a["scale"] for a in shown[0]["at"]] == [1.0] and shown[0]["at"][0]["p_alt"] > 0.8 > shown[0]["baseline_p_alt"]
     assert all(n["steering"] is None for i, n in by_id.items() if i != "blocks.0.hook_attn_out:0")
 
 

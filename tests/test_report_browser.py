@@ -567,3 +567,21 @@ def test_reuse_heatmaps_of_many_tasks_fit_the_viewport(tmp_path, browser):
     assert p.page.locator(".reuse-cell").count() == 2 * 3 * 400
     assert p.page.evaluate(WIDEST) == {"scroll": 1400, "bad": []}
     assert p.errors == []
+
+
+def test_a_node_with_a_steering_record_shows_its_effect(tmp_path, browser):
+    """A node steered through bridges shows the dense model's p(alt) without and with the
+    edit, the random channels' and the sparse model's; other nodes show no such row."""
+    data = synthetic_report_data()
+    steered, other = data["nodes"][0], data["nodes"][1]
+    steered["steering"] = [{"task": "bracket_brace", "value": "toward_alt", "channels": 1, "baseline_p_alt": 0.001,
+                            "at": [{"scale": 1.0, "p_alt": 0.015, "control_p_alt": 0.001, "sparse_p_alt": 0.006},
+                                   {"scale": 4.0, "p_alt": 0.612, "control_p_alt": 0.002, "sparse_p_alt": 0.528}]}]
+    p = _open(browser, tmp_path, data)
+    p.click_node(steered["id"])
+    text = p.page.locator("#node-panel .field-steering").text_content()
+    assert text.startswith("bracket_brace: dense p(alt) 0.001 \u2192 0.015 at scale 1")
+    assert "0.612 at scale 4 (random channels 0.002, sparse model 0.528)" in text
+    p.click_node(other["id"])
+    assert p.page.locator("#node-panel .field-steering").count() == 0
+    assert not p.errors, p.errors

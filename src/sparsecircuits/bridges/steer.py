@@ -302,14 +302,17 @@ def load_steering(circuit_dir: str | Path) -> list[dict[str, Any]]:
 
 
 def steering_summary(result: Mapping[str, Any]) -> dict[str, Any]:
-    """One steering record in short: p(alt) of the dense model without the edit, with it at
-    scale 1 (or the largest scale measured), and the random-channel control there."""
-    rows = result["scales"]
-    row = next((r for r in rows if r["scale"] == 1.0), max(rows, key=lambda r: r["scale"]))
-    return {"task": result.get("task"), "scale": row["scale"], "baseline_p_alt": result["baseline"]["dense"]["p_alt"],
-            "p_alt": row["dense"]["p_alt"], "control_p_alt": row["control"]["p_alt"],
-            "sparse_p_alt": row["sparse"]["p_alt"], "value": result["value"],
-            "channels": len(result.get("node_ids") or [result.get("node_id")])}
+    """One steering record in short: the dense model's p(alt) without the edit, with it at
+    scale 1 (or the smallest scale above 0) and at the largest scale, with the random-channel
+    control and the sparse model's own p(alt) at both."""
+    rows = [r for r in result["scales"] if r["scale"] > 0] or result["scales"]
+    one = next((r for r in rows if r["scale"] == 1.0), min(rows, key=lambda r: r["scale"]))
+    top = max(rows, key=lambda r: r["scale"])
+    return {"task": result.get("task"), "value": result["value"],
+            "channels": len(result.get("node_ids") or [result.get("node_id")]),
+            "baseline_p_alt": result["baseline"]["dense"]["p_alt"],
+            "at": [{"scale": r["scale"], "p_alt": r["dense"]["p_alt"], "control_p_alt": r["control"]["p_alt"],
+                    "sparse_p_alt": r["sparse"]["p_alt"]} for r in ([one, top] if top is not one else [one])]}
 
 
 def steering_markdown(result: dict[str, Any]) -> str:

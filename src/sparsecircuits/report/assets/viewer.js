@@ -957,9 +957,12 @@
   function steeringText(list) {
     // one line per task steered, from bridges.steer.steering_summary
     return list.map(function (s) {
-      return (s.task ? s.task + ": " : "") + "dense p(alt) " + fmt(s.baseline_p_alt, 3) + " \u2192 " + fmt(s.p_alt, 3) +
-        " at scale " + fmt(s.scale) + " (random channels " + fmt(s.control_p_alt, 3) + "; inside the sparse model " +
-        fmt(s.sparse_p_alt, 3) + ")";
+      var at = (s.at || []).map(function (a) {
+        return fmt(a.p_alt, 3) + " at scale " + fmt(a.scale) + " (random channels " + fmt(a.control_p_alt, 3) +
+          ", sparse model " + fmt(a.sparse_p_alt, 3) + ")";
+      });
+      return (s.task ? s.task + ": " : "") + (s.channels > 1 ? "with " + (s.channels - 1) + " other channels, " : "") +
+        "dense p(alt) " + fmt(s.baseline_p_alt, 3) + " \u2192 " + at.join(", ");
     }).join("; ");
   }
   function nodeFields(r) {
