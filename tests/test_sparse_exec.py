@@ -122,3 +122,47 @@ def test_off_the_csr_path_and_bad_settings(monkeypatch: pytest.MonkeyPatch) -> N
 
     with pytest.raises(InputError, match="train.execution"):
         TrainConfig(execution="fast")
+
+
+def test_support_mode_gradients_are_the_dense_ones_at_the_kept_entries() -> None:
+    layer = ProjectedLinear(32, 64)
+    with torch.no_grad():
+        layer.weight.mul_(torch.rand_like(layer.weight) < 0.125)
+    kept = layer.weight.detach() != 0
+    x = torch.randn(10, 32)
+    layer.zero_grad()
+    layer(x).pow(2).sum().backward()
+    dense = layer.weight.grad.clone()
+    layer.execution, layer.grad_support = "sparse", True
+    layer.zero_grad()
+    layer(x).pow(2).sum().backward()
+    torch.testing.assert_close(layer.weight.grad, dense * kept, rtol=1e-5, atol=1e-6)
+    assert bool((dense[~kept] != 0).any())
+
+
+@pytest.mark.parametrize("execution", ["dense", "sparse"])
+def test_support_mode_keeps_the_support_between_reselections(small_corpus_dir: Path, tmp_path: Path,
+                                                              execution: str) -> None:
+    """train.support_every=4: once the anneal ends, the nonzero pattern changes only at the
+    steps that re-select (multiples of 4), and the budget holds at every step."""
+    from sparsecircuits.train import Trainer, load_run_config
+
+    run = load_run_config("tiny-sparse", ["train.steps=24", "train.anneal_start_frac=0.0",
+                                          "train.anneal_end_frac=0.25", "train.support_every=4",
+                                          f"train.execution={execution}", "train.eval_every=0",
+                                          "train.checkpoint_every=0"])
+    trainer = Trainer(run, small_corpus_dir, tmp_path / "run", progress=False)
+    try:
+        patterns, budgets = [], trainer.sparsifier.budgets(run.train.target_density)
+        for _ in range(run.train.steps):
+            trainer.step()
+            patterns.append({n: p.detach() != 0 for n, p in trainer.model.named_parameters()
+                             if n in budgets})
+    finally:
+        trainer.close()
+    anneal_end = 6  # 0.25 x 24 steps
+    changed = [s + 1 for s in range(anneal_end, run.train.steps - 1)
+               if any(not torch.equal(patterns[s][n], patterns[s + 1][n]) for n in budgets)]
+    assert changed and all(step % 4 == 0 for step in changed), changed
+    for pattern in patterns[anneal_end:]:
+        assert all(int(pattern[n].sum()) <= budgets[n] for n in budgets)

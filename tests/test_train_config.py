@@ -13,7 +13,7 @@ from sparsecircuits.errors import InputError
 from sparsecircuits.train import kept_fraction, learning_rate
 from sparsecircuits.train.config import RunConfig, TrainConfig, list_presets, load_run_config
 
-PRESETS = ["paper-1x", "small-dense", "small-sparse", "tiny-dense", "tiny-sparse"]
+PRESETS = ["paper-1x", "small-dense", "small-sparse", "tiny-dense", "tiny-sparse", "wide-sparse"]
 
 
 def test_presets_load_and_pair_up() -> None:
@@ -27,6 +27,19 @@ def test_presets_load_and_pair_up() -> None:
         for field in ("lr", "batch_size", "seed", "betas", "eps", "weight_decay"):
             assert getattr(sparse.train, field) == getattr(dense.train, field), field
         assert dense.train.steps <= sparse.train.steps  # dense models learn faster
+    from sparsecircuits.model import SparseTransformer
+    from sparsecircuits.model.sparsity import WeightSparsifier
+
+    def matrix_nonzeros(name: str) -> int:
+        run = load_run_config(name)
+        model = SparseTransformer(run.model)
+        kinds = model.parameter_kinds()
+        budgets = WeightSparsifier(model, run.train.target_density, run.train.embedding_density_factor,
+                                   run.train.min_per_channel).budgets(run.train.target_density)
+        return sum(v for k, v in budgets.items() if kinds[k] == "matrix")
+
+    wide, small = load_run_config("wide-sparse").model, load_run_config("small-sparse").model
+    assert wide.d_model == 2 * small.d_model and matrix_nonzeros("wide-sparse") == matrix_nonzeros("small-sparse")
     paper = load_run_config("paper-1x").model
     assert (paper.d_model, paper.n_layer, paper.d_head, paper.n_ctx, paper.vocab_size) == (
         256, 8, 16, 256, 2048,

@@ -132,9 +132,9 @@ class _CsrLinear(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx: Any, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, csr: torch.Tensor,
-                csr_t: torch.Tensor | None) -> torch.Tensor:
+                csr_t: torch.Tensor | None, support: bool = False) -> torch.Tensor:
         ctx.save_for_backward(x)
-        ctx.csr_t, ctx.has_bias = csr_t, bias is not None
+        ctx.csr, ctx.csr_t, ctx.has_bias, ctx.support = csr, csr_t, bias is not None, support
         y = torch.sparse.mm(csr, x.t()).t()
         return y + bias if bias is not None else y.contiguous()
 
@@ -143,9 +143,12 @@ class _CsrLinear(torch.autograd.Function):
         (x,) = ctx.saved_tensors
         g = g.contiguous()
         gx = torch.sparse.mm(ctx.csr_t, g.t()).t() if ctx.needs_input_grad[0] else None
-        gw = g.t() @ x if ctx.needs_input_grad[1] else None
+        gw = None
+        if ctx.needs_input_grad[1]:  # support mode: only the kept entries (a sampled product)
+            gw = (torch.sparse.sampled_addmm(ctx.csr, g.t().contiguous(), x, beta=0.0).to_dense() if ctx.support
+                  else g.t() @ x)
         gb = g.sum(0) if ctx.has_bias and ctx.needs_input_grad[2] else None
-        return gx, gw, gb, None, None
+        return gx, gw, gb, None, None, None
 
 
 class ProjectedLinear(nn.Linear):
@@ -153,6 +156,7 @@ class ProjectedLinear(nn.Linear):
     sparse) says how it multiplies (see the module docstring)."""
 
     execution: str = "dense"
+    grad_support: bool = False  # support-mode step: the weight gradient only at the kept entries
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.execution == "dense" or not self._csr_possible(x):
@@ -165,7 +169,7 @@ class ProjectedLinear(nn.Linear):
                 return F.linear(x, self.weight, self.bias)
         csr, csr_t = self._csr(grad)
         x2 = x.reshape(rows, x.shape[-1])
-        y = _CsrLinear.apply(x2, self.weight, self.bias, csr, csr_t)
+        y = _CsrLinear.apply(x2, self.weight, self.bias, csr, csr_t, self.grad_support)
         return y.reshape(*x.shape[:-1], self.out_features)
 
     def _csr_possible(self, x: torch.Tensor) -> bool:
@@ -186,6 +190,14 @@ class ProjectedLinear(nn.Linear):
             cached = (key, to_csr(w))
             self.__dict__["_csr_cache"] = cached
         return cached[1], None
+
+
+def set_grad_support(model: nn.Module, support: bool) -> None:
+    """Mark the next backward pass of every projected matrix as a support-mode one (its
+    weight gradient then needs only the kept entries; the trainer masks the rest)."""
+    for module in model.modules():
+        if isinstance(module, ProjectedLinear):
+            module.grad_support = support
 
 
 def set_execution(model: nn.Module, execution: str) -> None:

@@ -260,6 +260,20 @@ class WeightSparsifier:
             out[p.name] = min(p.numel, max(p.floor, 1, round(density * p.numel)))
         return out
 
+    def supports(self) -> dict[str, torch.Tensor]:
+        """The current support (nonzero entries) of every projected parameter, as bool masks."""
+        return {name: t.detach() != 0 for name, t in self._tensors.items()}
+
+    @torch.no_grad()
+    def keep_support_(self, masks: dict[str, torch.Tensor], grads: bool = False) -> None:
+        """Zero every entry outside `masks` (support-mode steps: the weights, or with `grads`
+        their gradients), so that the support stays the one the last projection chose."""
+        for name, mask in masks.items():
+            t = self._tensors[name]
+            target = t.grad if grads else t
+            if target is not None:
+                target.mul_(mask)
+
     @torch.no_grad()
     def project_(self, fraction: float) -> dict[str, int]:
         """Project every non-exempt parameter in place; returns the budgets applied.

@@ -73,6 +73,8 @@ class TrainConfig:
     device: str = "cpu"  # cpu | cuda | auto (cuda when available)
     autocast: str = "none"  # none | bf16 | auto (bf16 where the device has native bfloat16)
     execution: str = "dense"  # dense | auto | sparse: how projected matrices multiply (model/sparse_exec.py)
+    support_every: int = 1  # K: after the anneal, a full gradient and top-k re-selection every K steps, and
+    #                         between them gradients only at the kept entries (1: every step, the exact method)
 
     def __post_init__(self) -> None:
         _check_types(self)
@@ -117,6 +119,8 @@ class TrainConfig:
             raise InputError(f"train.weight_decay must be >= 0, got {self.weight_decay!r}")
         if self.device not in DEVICES:
             raise InputError(f"train.device must be one of {', '.join(DEVICES)}, got {self.device!r}")
+        if self.support_every < 1:
+            raise InputError(f"train.support_every must be >= 1 (1: re-select every step), got {self.support_every}")
         if self.execution not in EXECUTIONS:
             raise InputError(f"train.execution must be one of {', '.join(EXECUTIONS)}, got {self.execution!r}")
         if self.autocast not in AUTOCASTS:

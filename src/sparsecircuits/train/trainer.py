@@ -41,6 +41,7 @@ from sparsecircuits import __version__
 from sparsecircuits.data.shards import BatchSampler, TokenShards, sample_batch
 from sparsecircuits.errors import InputError
 from sparsecircuits.model import SparseTransformer
+from sparsecircuits.model.sparse_exec import set_grad_support
 from sparsecircuits.model.sparsity import WeightSparsifier, sparsity_report
 from sparsecircuits.runlock import acquire_lock
 from sparsecircuits.train.config import RunConfig, TrainConfig, apply_overrides, load_run_config
@@ -340,13 +341,19 @@ class Trainer:
         for group in self.optimizer.param_groups:
             group["lr"] = lr
         x, y = (t.to(self.device, non_blocking=True) for t in self.sampler.next_batch())
+        support = self.support_masks(step)
+        set_grad_support(self.model, support is not None)
         loss = self.loss(x, y)
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
+        if support is not None:
+            self.sparsifier.keep_support_(support, grads=True)
         grad_rms = _grad_rms_(self.params, cfg.grad_rms_normalize)
         self.optimizer.step()
         with torch.no_grad():
-            if self.sparsifier is not None:
+            if support is not None:
+                self.sparsifier.keep_support_(support)
+            elif self.sparsifier is not None:
                 self.sparsifier.project_(kept_fraction(step + 1, cfg))
             if cfg.weight_decay:
                 for p in self.decay:
@@ -356,6 +363,17 @@ class Trainer:
         if not torch.isfinite(loss):
             raise self._diverged(f"loss {loss.item()}")
         return loss, grad_rms, lr
+
+    def support_masks(self, step: int) -> dict[str, torch.Tensor] | None:
+        """The support to keep at a support-mode step (train.support_every > 1), else None:
+        once the kept fraction stops annealing, every step but each K-th keeps the support
+        of the last projection and gets gradients only there."""
+        cfg = self.cfg
+        if self.sparsifier is None or cfg.support_every <= 1 or step % cfg.support_every == 0:
+            return None
+        if kept_fraction(step + 1, cfg) != kept_fraction(step, cfg):
+            return None  # still annealing: every step re-selects
+        return self.sparsifier.supports()
 
     def _diverged(self, what: str) -> InputError:
         """The error that stops a run whose loss or weights are no longer finite."""
