@@ -1,6 +1,6 @@
 """Training step time with the projected matrices as dense matmuls against CSR execution
 (`train.execution=sparse`, the exact method), at three widths and densities, in one run
-(arms alternate), next to the FLOP-count limit of the exact method, (1 + 2 density) / 3 of
+(each shape's two arms back to back), next to the FLOP-count limit of the exact method, (1 + 2 density) / 3 of
 the dense matmul time: the weight gradient stays dense. Each arm is the library's own
 training loop at its target density from the first step. Also: the weights of both arms
 after 50 steps at the smallest shape agree within float tolerance. Writes
