@@ -37,26 +37,42 @@ def _jaccard(a: set, b: set) -> float:
     return len(a & b) / len(a | b) if a | b else 1.0
 
 
+def _carried(previous: str | None, data: list[dict], reference: str) -> list[dict]:
+    """The rows of an earlier methods.json for (task, model, method) these runs do not have
+    (measured against the same reference method)."""
+    if previous is None:
+        return []
+    old = json.loads(Path(previous).read_text(encoding="utf-8"))
+    if old.get("reference") != reference:
+        raise SystemExit(f"{previous} measured Jaccard against {old.get('reference')}, not {reference}")
+    have = {(d["task"], d["kind"], d["method"]) for d in data}
+    return [{**d, "carried": True} for d in old["circuits"] if (d["task"], d["kind"], d["method"]) not in have]
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("runs", nargs="+", metavar="NAME=DIR")
+    parser.add_argument("--previous", metavar="JSON",
+                        help="a methods.json whose rows are kept where these runs have no circuit (default: none)")
     args = parser.parse_args()
     runs = {spec.split("=", 1)[0]: _circuits(Path(spec.split("=", 1)[1])) for spec in args.runs}
     reference = next(iter(runs))
-    rows, data = [], []
+    data = []
     for (task, kind), ref in sorted(runs[reference].items()):
         for name, circuits in runs.items():
             c = circuits.get((task, kind))
-            if c is None:
-                continue
-            jac = _jaccard(c["nodes"], ref["nodes"])
-            rows.append(f"| {task} | {kind} | {name} | {c['n_nodes']} | {c['n_edges']} | "
-                        f"{c['held_out_loss']:.3f} | {'yes' if c['target_met'] else 'no'} | {c['verdict']} | "
-                        f"{c['prune_seconds']:.0f} | {jac:.2f} |")
-            data.append({"task": task, "kind": kind, "method": name, "jaccard_with_reference": jac,
-                         **{k: v for k, v in c.items() if k != "nodes"}})
+            if c is not None:
+                data.append({"task": task, "kind": kind, "method": name,
+                             "jaccard_with_reference": _jaccard(c["nodes"], ref["nodes"]),
+                             **{k: v for k, v in c.items() if k != "nodes"}})
+    carried = _carried(args.previous, data, reference)
+    order = {name: i for i, name in enumerate([*runs, *sorted({d["method"] for d in carried} - set(runs))])}
+    data = sorted(data + carried, key=lambda d: (d["task"], d["kind"], order[d["method"]]))
+    rows = [f"| {d['task']} | {d['kind']} | {d['method']} | {d['n_nodes']} | {d['n_edges']} | "
+            f"{d['held_out_loss']:.3f} | {'yes' if d['target_met'] else 'no'} | {d['verdict']} | "
+            f"{d['prune_seconds']:.0f} | {d['jaccard_with_reference']:.2f} |" for d in data]
     summary_rows = []
-    for name in runs:
+    for name in order:
         mine = [d for d in data if d["method"] == name]
         ok = sum(d["verdict"] == "ok" for d in mine)
         jac = sum(d["jaccard_with_reference"] for d in mine) / len(mine) if mine else 0.0
@@ -68,7 +84,7 @@ def main() -> int:
 {machine_line(machine())} One `sparsecircuits demo --method NAME` run per method (minimality
 pass on, core controls, 64 held-out pairs); node-set Jaccard against `{reference}`. Seconds are
 the pruning's wall time in a one-thread worker while other jobs shared the 2 cores
-(indicative only).
+(indicative only).{" Rows of methods not rerun here are kept from the earlier measurement (" + args.previous + ")." if carried else ""}
 
 | method | circuits | ok | target met | mean Jaccard with {reference} | pruning seconds (sum) |
 |---|---|---|---|---|---|
