@@ -67,7 +67,7 @@ def main() -> int:
     lines = [
         "## Sparse execution of the projected matrices (`benchmarks/bench_sparse_exec.py`)",
         "",
-        f"Measured {info['date']} on {machine_line(info)}, {args.threads} torch thread(s); 2 layers, "
+        f"{machine_line(info)} {args.threads} torch thread(s); 2 layers, "
         f"d_mlp = 4 d_model, 32 x 128 tokens per step, median of {args.steps // 2 - 1} two-step windows "
         "after the first. `sparse` is the exact method (CSR forward and input gradient, dense weight "
         "gradient); its limit is (1 + 2 density) / 3 of the matmul time, and the step also holds "

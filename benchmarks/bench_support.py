@@ -53,7 +53,7 @@ def main() -> int:
     lines = [
         "## Support-mode training (`benchmarks/bench_support.py`)",
         "",
-        f"Measured {info['date']} on {machine_line(info)}, {args.threads} torch thread(s). The wide-sparse "
+        f"{machine_line(info)} {args.threads} torch thread(s). The wide-sparse "
         f"shape (d_model 256, 1/32 of each matrix kept), CSR execution, {args.steps} steps of 16 x 128 tokens, "
         "the anneal over the first quarter; K = 1 is the exact method. Step time: median after the anneal.",
         "",

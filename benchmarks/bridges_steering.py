@@ -63,7 +63,7 @@ def _markdown(data: dict) -> str:
     lines = [
         "## Bridges and steering (`benchmarks/bridges_steering.py`)",
         "",
-        f"Measured {data['date']} on {machine_line(data['machine'])}. Bridges: `{data['bridges']}` "
+        f"{machine_line(data['machine'])} Bridges: `{data['bridges']}` "
         f"({data['training']['steps']} steps, {data['training']['seconds'] / 60:.0f} min on the CPU).",
         "",
         "Quality on the run's validation batches (NMSE 0 is a perfect map, 1 is the mean; KL in nats):",
