@@ -17,20 +17,30 @@ from common import machine, machine_line, write_results
 
 
 def _circuits(folder: Path) -> dict[tuple[str, str], dict]:
-    """(task, kind) -> the figures of that circuit in a demo folder."""
-    summary = json.loads((folder / "summary.json").read_text(encoding="utf-8"))
+    """(task, kind) -> the figures of that circuit in a demo folder. A demo still running (no
+    summary.json yet) gives its validated circuits so far, without pruning seconds."""
+    summary_file = folder / "summary.json"
+    if summary_file.is_file():
+        listed = json.loads(summary_file.read_text(encoding="utf-8"))["circuits"]
+    else:
+        listed = [{"task": d.parent.name, "kind": d.name, "circuit": str(d), "seconds": {}}
+                  for d in sorted(folder.glob("circuits/*/*")) if (d / "validation.json").is_file()]
     out = {}
-    for c in summary["circuits"]:
+    for c in listed:
         circuit_dir = Path(c["circuit"])
         circuit = json.loads((circuit_dir / "circuit.json").read_text(encoding="utf-8"))
         validation = json.loads((circuit_dir / "validation.json").read_text(encoding="utf-8"))
         out[(c["task"], c["kind"])] = {
             "nodes": {f"{h}:{i}" for h, idx in circuit["nodes"].items() for i in idx},
-            "n_nodes": c["n_nodes"], "n_edges": c["n_edges"], "target_met": c["target_met"],
-            "held_out_loss": validation["metrics"]["circuit"], "verdict": c["verdict"],
-            "prune_seconds": c["seconds"]["prune"],
+            "n_nodes": circuit["n_nodes"], "n_edges": circuit["n_edges"], "target_met": circuit["target_met"],
+            "held_out_loss": validation["metrics"]["circuit"], "verdict": validation["verdict"]["status"],
+            "prune_seconds": c["seconds"].get("prune"),
         }
     return out
+
+
+def _secs(value: float | None) -> str:
+    return "-" if value is None else f"{value:.0f}"
 
 
 def _jaccard(a: set, b: set) -> float:
@@ -70,13 +80,13 @@ def main() -> int:
     data = sorted(data + carried, key=lambda d: (d["task"], d["kind"], order[d["method"]]))
     rows = [f"| {d['task']} | {d['kind']} | {d['method']} | {d['n_nodes']} | {d['n_edges']} | "
             f"{d['held_out_loss']:.3f} | {'yes' if d['target_met'] else 'no'} | {d['verdict']} | "
-            f"{d['prune_seconds']:.0f} | {d['jaccard_with_reference']:.2f} |" for d in data]
+            f"{_secs(d['prune_seconds'])} | {d['jaccard_with_reference']:.2f} |" for d in data]
     summary_rows = []
     for name in order:
         mine = [d for d in data if d["method"] == name]
         ok = sum(d["verdict"] == "ok" for d in mine)
         jac = sum(d["jaccard_with_reference"] for d in mine) / len(mine) if mine else 0.0
-        secs = sum(d["prune_seconds"] for d in mine)
+        secs = sum(d["prune_seconds"] or 0.0 for d in mine)
         summary_rows.append(f"| {name} | {len(mine)} | {ok} | {sum(d['target_met'] for d in mine)} | "
                             f"{jac:.2f} | {secs:.0f} |")
     markdown = f"""## Discovery methods on the bundled models (`benchmarks/compare_methods.py`)
