@@ -154,6 +154,13 @@ def _answer_probs(model: SparseTransformer, tokens: torch.Tensor, last: torch.Te
     return torch.stack([logits.gather(1, target[:, None])[:, 0], logits.gather(1, alt[:, None])[:, 0]], dim=1)
 
 
+def _edited(batch: Any, n: int, positions: str) -> torch.Tensor:
+    """[n, T] True at the A prompts' positions an edit touches: every real one, or the last."""
+    column = torch.arange(batch.tokens.shape[1])[None, :]
+    last = batch.last_pos[:n, None]
+    return column <= last if positions == "all" else column == last
+
+
 def _deltas(sparse: SparseTransformer, site: str, channels: Sequence[int], pairs: Sequence[EncodedPair],
             value: str, to: float | None, positions: str) -> tuple[torch.Tensor, Any]:
     """The change of the sparse channels [B, T, n] on the A prompts (zero where not edited)."""
@@ -162,10 +169,7 @@ def _deltas(sparse: SparseTransformer, site: str, channels: Sequence[int], pairs
     _, acts = site_activations(sparse, batch.tokens, [site])
     h = acts[site][..., list(channels)]
     current, alt = h[:n], h[n:]
-    width = batch.tokens.shape[1]
-    last = batch.last_pos[:n]
-    span = torch.arange(width)[None, :] <= last[:, None]
-    where = span if positions == "all" else torch.arange(width)[None, :] == last[:, None]
+    where = _edited(batch, n, positions)
     if value == "toward_alt":
         if not torch.equal(batch.last_pos[:n], batch.last_pos[n:]):
             raise InputError("toward-alt steering needs pairs whose two prompts have the same length "
@@ -183,11 +187,7 @@ def channel_value(sparse: SparseTransformer, site: str, channel: int, prompts: S
     n = len(prompts)
     _, acts = site_activations(sparse, batch.tokens[:n], [site])
     h = acts[site][..., channel]
-    width = batch.tokens.shape[1]
-    last = batch.last_pos[:n]
-    where = torch.arange(width)[None, :] <= last[:, None] if positions == "all" else (
-        torch.arange(width)[None, :] == last[:, None])
-    return float(h[where].mean())
+    return float(h[_edited(batch, n, positions)].mean())
 
 
 def _summary(probs: torch.Tensor) -> dict[str, float]:
@@ -309,7 +309,7 @@ def steering_summary(result: Mapping[str, Any]) -> dict[str, Any]:
     one = next((r for r in rows if r["scale"] == 1.0), min(rows, key=lambda r: r["scale"]))
     top = max(rows, key=lambda r: r["scale"])
     return {"task": result.get("task"), "value": result["value"],
-            "channels": len(result.get("node_ids") or [result.get("node_id")]),
+            "channels": len(result["nodes"]),
             "baseline_p_alt": result["baseline"]["dense"]["p_alt"],
             "at": [{"scale": r["scale"], "p_alt": r["dense"]["p_alt"], "control_p_alt": r["control"]["p_alt"],
                     "sparse_p_alt": r["sparse"]["p_alt"]} for r in ([one, top] if top is not one else [one])]}

@@ -191,7 +191,7 @@ class BridgeTrainer(Trainer):
     def training_record(self, identical: bool | None) -> dict[str, Any]:
         record = super().training_record(identical)
         record["sparse"] = True  # the run's model is the sparse side, trained or not
-        record["bridges"] = {**self.make_record()["bridges"], "joint": self.joint, "quality": self.val_quality}
+        record["bridges"] = {**self.record["bridges"], "joint": self.joint, "quality": self.val_quality}
         return record
 
     def finish(self) -> TrainResult:

@@ -134,10 +134,11 @@ def _steer(args: argparse.Namespace) -> int:
         check_writable_parent(Path(args.out), "--out")
     models = open_bridges(args.bridges, dense=args.dense)
     tokenizer = models.sparse.tokenizer
-    pairs = resolve_task(args.task).generate(tokenizer, args.pairs, seed=args.seed, split="test")
+    task = resolve_task(args.task)
+    pairs = task.generate(tokenizer, args.pairs, seed=args.seed, split="test")
     circuit = _circuit(args, models)
     if args.node == "best":
-        args.node = _best_node(args, models, circuit, resolve_task(args.task))
+        args.node = _best_node(args, models, circuit, task)
     nodes = [n.strip() for n in args.node.split(",") if n.strip()]
     to = args.to
     if args.from_prompts is not None:

@@ -76,11 +76,14 @@ def _save_table() -> None:
         pass  # a read-only home: the verdicts stay in memory for this process
 
 
+def _log2(value: float) -> int:
+    """The nearest power of two's exponent: calibration buckets densities and rows by it."""
+    return round(math.log2(max(value, 1e-9)))
+
+
 def _bucket(shape: tuple[int, int], density: float, rows: int, grad: bool) -> str:
     """The calibration key: the shape, density and rows rounded to powers of two."""
-    d = round(math.log2(max(density, 1e-9)))
-    r = round(math.log2(max(rows, 1)))
-    return f"{shape[0]}x{shape[1]}|d2^{d}|r2^{r}|{'train' if grad else 'infer'}"
+    return f"{shape[0]}x{shape[1]}|d2^{_log2(density)}|r2^{_log2(rows)}|{'train' if grad else 'infer'}"
 
 
 def to_csr(w: torch.Tensor) -> torch.Tensor:
@@ -120,8 +123,7 @@ def csr_is_faster(shape: tuple[int, int], density: float, rows: int, grad: bool)
     table = _load_table()
     key = _bucket(shape, density, rows, grad)
     if key not in table:
-        table[key] = calibrate(shape, 2.0 ** round(math.log2(max(density, 1e-9))), 2 ** round(math.log2(max(rows, 1))),
-                               grad)
+        table[key] = calibrate(shape, 2.0 ** _log2(density), 2 ** _log2(rows), grad)
         _save_table()
     return table[key]["sparse_s"] < table[key]["dense_s"]
 

@@ -73,7 +73,7 @@ def _with_steering(nodes: list[dict[str, Any]], records: Sequence[Mapping[str, A
     from sparsecircuits.bridges.steer import steering_summary
 
     for n in nodes:
-        found = [steering_summary(r) for r in records if n["id"] in (r.get("node_ids") or [r.get("node_id")])]
+        found = [steering_summary(r) for r in records if n["id"] in r.get("node_ids", ())]
         n["steering"] = found or None
 
 
