@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from sparsecircuits.errors import InputError
-from sparsecircuits.model import ModelConfig, SparseTransformer, sparse_exec
+from sparsecircuits.model import ModelConfig, SparseTransformer, native, sparse_exec
 from sparsecircuits.model.locations import node_hooks
 from sparsecircuits.model.sparse_exec import ProjectedLinear
 from sparsecircuits.model.sparsity import WeightSparsifier
@@ -84,7 +84,7 @@ def test_training_with_sparse_execution_matches_dense(small_corpus_dir: Path, tm
 
 
 def test_auto_follows_the_calibration_table(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv(sparse_exec.CACHE_ENV, str(tmp_path))
+    monkeypatch.setenv(native.CACHE_ENV, str(tmp_path))
     monkeypatch.setattr(sparse_exec, "_table", None)
     calls = []
     real = sparse_exec._CsrLinear.apply

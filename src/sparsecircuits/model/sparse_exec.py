@@ -30,17 +30,16 @@ import torch.nn.functional as F
 from torch import nn
 
 from sparsecircuits.errors import InputError
+from sparsecircuits.model import native
 
 EXECUTIONS = ("dense", "auto", "sparse")
-CACHE_ENV = "SPARSECIRCUITS_CACHE"  # folder of the calibration table (default ~/.cache/sparsecircuits)
 CALIBRATION_REPS = 3
 
 _table: dict[str, dict[str, float]] | None = None
 
 
 def _cache_file() -> Path:
-    root = Path(os.environ.get(CACHE_ENV) or Path.home() / ".cache" / "sparsecircuits")
-    return root / "sparse-exec.json"
+    return native.cache_dir() / "sparse-exec.json"
 
 
 def machine_key() -> str:
@@ -87,10 +86,39 @@ def _bucket(shape: tuple[int, int], density: float, rows: int, grad: bool) -> st
 
 
 def to_csr(w: torch.Tensor) -> torch.Tensor:
-    """`w` as a CSR tensor (without torch's "beta" warning: the kernels used here work)."""
+    """`w` as a torch CSR tensor (without torch's "beta" warning: the kernels used here work)."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)
         return w.to_sparse_csr()
+
+
+def csr_pair(w: torch.Tensor) -> tuple[Any, Any]:
+    """The compressed sparse rows of `w` and of its transpose: the native kernels' format
+    when they are built (model/native.py), else torch's CSR tensors."""
+    lib = native.kernels()
+    if lib is not None:
+        return native.csr_pair(lib, w)
+    return to_csr(w), to_csr(w.t().contiguous())
+
+
+def csr_linear(x: torch.Tensor, csr: Any, bias: torch.Tensor | None = None) -> torch.Tensor:
+    """x W^T (+ bias) for a matrix W given by `csr` (one half of `csr_pair`); x is rows x in."""
+    if isinstance(csr, native.Csr):
+        return native.spmm(native.kernels(), x, csr, bias)
+    y = torch.sparse.mm(csr, x.t()).t()
+    return y + bias if bias is not None else y.contiguous()
+
+
+def sampled_weight_grad(g: torch.Tensor, x: torch.Tensor, csr: Any, shape: tuple[int, int]) -> torch.Tensor:
+    """The weight gradient g^T x at the nonzeros of `csr` only, as a dense matrix (zero
+    elsewhere): what a support-mode step needs, at a cost that follows the nonzeros."""
+    if isinstance(csr, native.Csr):
+        values = native.sampled_gt_x(native.kernels(), g, x, csr)
+        rows = torch.repeat_interleave(torch.arange(csr.rows), torch.diff(csr.indptr.long()))
+        out = torch.zeros(shape)
+        out.view(-1)[rows * csr.cols + csr.indices.long()] = values
+        return out
+    return torch.sparse.sampled_addmm(csr, g.t().contiguous(), x, beta=0.0).to_dense()
 
 
 def _timed(fn: Any) -> float:
@@ -108,13 +136,13 @@ def calibrate(shape: tuple[int, int], density: float, rows: int, grad: bool) -> 
     gen = torch.Generator().manual_seed(0)
     w = torch.randn(out_f, in_f, generator=gen) * (torch.rand(out_f, in_f, generator=gen) < density)
     x, g = torch.randn(rows, in_f, generator=gen), torch.randn(rows, out_f, generator=gen)
-    csr, csr_t = to_csr(w), to_csr(w.t().contiguous())
+    csr, csr_t = csr_pair(w)
     dense = _timed(lambda: x @ w.t())
-    sparse = _timed(lambda: torch.sparse.mm(csr, x.t()).t())
+    sparse = _timed(lambda: csr_linear(x, csr))
     if grad:
         dense += _timed(lambda: g @ w)
-        sparse += _timed(lambda: torch.sparse.mm(csr_t, g.t()).t())
-        sparse += _timed(lambda: (to_csr(w), to_csr(w.t().contiguous())))
+        sparse += _timed(lambda: csr_linear(g, csr_t))
+        sparse += _timed(lambda: csr_pair(w))
     return {"dense_s": dense, "sparse_s": sparse}
 
 
@@ -130,25 +158,25 @@ def csr_is_faster(shape: tuple[int, int], density: float, rows: int, grad: bool)
 
 class _CsrLinear(torch.autograd.Function):
     """y = x W^T + b with W as CSR; the input gradient through W^T as CSR, the weight
-    gradient dense (every entry: the projection re-selects over all of them)."""
+    gradient dense (every entry: the projection re-selects over all of them), or in a
+    support-mode step only at the kept entries."""
 
     @staticmethod
-    def forward(ctx: Any, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, csr: torch.Tensor,
-                csr_t: torch.Tensor | None, support: bool = False) -> torch.Tensor:
+    def forward(ctx: Any, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, csr: Any,
+                csr_t: Any, support: bool = False) -> torch.Tensor:
         ctx.save_for_backward(x)
         ctx.csr, ctx.csr_t, ctx.has_bias, ctx.support = csr, csr_t, bias is not None, support
-        y = torch.sparse.mm(csr, x.t()).t()
-        return y + bias if bias is not None else y.contiguous()
+        ctx.shape = tuple(weight.shape)
+        return csr_linear(x, csr, bias)
 
     @staticmethod
     def backward(ctx: Any, g: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
         (x,) = ctx.saved_tensors
         g = g.contiguous()
-        gx = torch.sparse.mm(ctx.csr_t, g.t()).t() if ctx.needs_input_grad[0] else None
+        gx = csr_linear(g, ctx.csr_t) if ctx.needs_input_grad[0] else None
         gw = None
-        if ctx.needs_input_grad[1]:  # support mode: only the kept entries (a sampled product)
-            gw = (torch.sparse.sampled_addmm(ctx.csr, g.t().contiguous(), x, beta=0.0).to_dense() if ctx.support
-                  else g.t() @ x)
+        if ctx.needs_input_grad[1]:
+            gw = sampled_weight_grad(g, x, ctx.csr, ctx.shape) if ctx.support else g.t() @ x
         gb = g.sum(0) if ctx.has_bias and ctx.needs_input_grad[2] else None
         return gx, gw, gb, None, None, None
 
@@ -169,7 +197,7 @@ class ProjectedLinear(nn.Linear):
             nnz = int(torch.count_nonzero(self.weight.detach()))
             if not csr_is_faster(tuple(self.weight.shape), nnz / self.weight.numel(), rows, grad):
                 return F.linear(x, self.weight, self.bias)
-        csr, csr_t = self._csr(grad)
+        csr, csr_t = self._csr()
         x2 = x.reshape(rows, x.shape[-1])
         y = _CsrLinear.apply(x2, self.weight, self.bias, csr, csr_t, self.grad_support)
         return y.reshape(*x.shape[:-1], self.out_features)
@@ -178,20 +206,20 @@ class ProjectedLinear(nn.Linear):
         return (x.device.type == "cpu" and self.weight.dtype == torch.float32 and x.dtype == torch.float32
                 and not torch.is_autocast_enabled("cpu"))
 
-    def _csr(self, grad: bool) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """CSR copies of the weight (and of its transpose when training). Training rebuilds
-        them every call (the optimizer and the projection change weights without telling
-        autograd); in eval mode without gradients they are kept while the weight's storage
-        and version stay the same."""
+    def _csr(self) -> tuple[Any, Any]:
+        """The CSR of the weight and of its transpose. A training step rebuilds them every
+        call (the optimizer and the projection change weights without telling autograd);
+        otherwise (evaluation, pruning) they are kept while the weight's storage and version
+        stay the same."""
         w = self.weight.detach()
-        if grad or self.training:
-            return to_csr(w), to_csr(w.t().contiguous()) if grad else None
+        if self.training and self.weight.requires_grad:
+            return csr_pair(w)
         key = (w.data_ptr(), self.weight._version)
         cached = self.__dict__.get("_csr_cache")
         if cached is None or cached[0] != key:
-            cached = (key, to_csr(w))
+            cached = (key, csr_pair(w))
             self.__dict__["_csr_cache"] = cached
-        return cached[1], None
+        return cached[1]
 
 
 def set_grad_support(model: nn.Module, support: bool) -> None:

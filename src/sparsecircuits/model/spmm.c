@@ -1,0 +1,344 @@
+/* Sparse-times-dense products for weight-sparse matrices on the CPU (docs/sparse-execution.md).
+ *
+ * y[n, :] = x[n, :] W^T (+ bias) with W as compressed sparse rows and x, y row-major. Rows of x
+ * are taken BLOCK at a time and transposed into a buffer, so that every nonzero W[j, k] adds
+ * w * (column k of the block) to a BLOCK-wide accumulator of output column j: one vector
+ * multiply-add per nonzero, its operand a contiguous, cache-resident row of the buffer.
+ * The same kernel gives the input gradient with the CSR of W^T. The sampled product gives a
+ * weight gradient at the kept entries only (support-mode steps). abs_topk keeps the k entries of
+ * largest magnitude of every row (AbsTopK activations) by selection instead of a sort.
+ *
+ * Built on first use with the system C compiler and called through ctypes
+ * (sparsecircuits/model/native.py); without a compiler torch's CSR kernels are used instead.
+ */
+#include <pthread.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define BLOCK 32
+#define LANES 8
+typedef float vec __attribute__((vector_size(LANES * sizeof(float))));
+#define NVEC (BLOCK / LANES)
+#define TILE 64 /* columns per tile of a transpose */
+
+#if defined(__has_builtin)
+#if __has_builtin(__builtin_shufflevector)
+#define HAVE_SHUFFLE 1
+#endif
+#endif
+
+#ifdef HAVE_SHUFFLE
+typedef float vec8u __attribute__((vector_size(8 * sizeof(float)), aligned(4)));
+typedef float vec8 __attribute__((vector_size(8 * sizeof(float))));
+#define SHUF(a, b, ...) __builtin_shufflevector(a, b, __VA_ARGS__)
+
+/* dst[c * dst_stride + r] = src[r * src_stride + c] for an 8 x 8 block, in registers. */
+static inline void transpose8(const float *src, int64_t src_stride, float *dst, int64_t dst_stride) {
+    vec8 r[8], t[8], u[8];
+    for (int i = 0; i < 8; i++) r[i] = *(const vec8u *)(src + i * src_stride);
+    for (int i = 0; i < 8; i += 2) {
+        t[i] = SHUF(r[i], r[i + 1], 0, 8, 1, 9, 4, 12, 5, 13);
+        t[i + 1] = SHUF(r[i], r[i + 1], 2, 10, 3, 11, 6, 14, 7, 15);
+    }
+    for (int i = 0; i < 8; i += 4) {
+        u[i] = SHUF(t[i], t[i + 2], 0, 1, 8, 9, 4, 5, 12, 13);
+        u[i + 1] = SHUF(t[i], t[i + 2], 2, 3, 10, 11, 6, 7, 14, 15);
+        u[i + 2] = SHUF(t[i + 1], t[i + 3], 0, 1, 8, 9, 4, 5, 12, 13);
+        u[i + 3] = SHUF(t[i + 1], t[i + 3], 2, 3, 10, 11, 6, 7, 14, 15);
+    }
+    for (int i = 0; i < 4; i++) {
+        *(vec8u *)(dst + i * dst_stride) = SHUF(u[i], u[i + 4], 0, 1, 2, 3, 8, 9, 10, 11);
+        *(vec8u *)(dst + (i + 4) * dst_stride) = SHUF(u[i], u[i + 4], 4, 5, 6, 7, 12, 13, 14, 15);
+    }
+}
+#endif
+
+/* nnz per row of w (rows x cols, row-major) into indptr[rows + 1] and per column into
+ * tindptr[cols + 1] (both as prefix sums); returns the number of nonzeros. */
+int64_t csr_count(const float *w, int64_t rows, int64_t cols, int32_t *indptr, int32_t *tindptr) {
+    memset(tindptr, 0, (size_t)(cols + 1) * sizeof(int32_t));
+    int64_t nnz = 0;
+    indptr[0] = 0;
+    for (int64_t r = 0; r < rows; r++) {
+        const float *row = w + r * cols;
+        for (int64_t c = 0; c < cols; c++) {
+            if (row[c] != 0.0f) {
+                nnz++;
+                tindptr[c + 1]++;
+            }
+        }
+        indptr[r + 1] = (int32_t)nnz;
+    }
+    for (int64_t c = 0; c < cols; c++) tindptr[c + 1] += tindptr[c];
+    return nnz;
+}
+
+/* The CSR of w and of its transpose, from the counts of csr_count. */
+int csr_fill(const float *w, int64_t rows, int64_t cols, const int32_t *indptr, int32_t *indices, float *values,
+             const int32_t *tindptr, int32_t *tindices, float *tvalues) {
+    int32_t *cursor = malloc((size_t)cols * sizeof(int32_t));
+    if (cursor == NULL) return -1;
+    memcpy(cursor, tindptr, (size_t)cols * sizeof(int32_t));
+    for (int64_t r = 0; r < rows; r++) {
+        const float *row = w + r * cols;
+        int32_t at = indptr[r];
+        for (int64_t c = 0; c < cols; c++) {
+            float v = row[c];
+            if (v != 0.0f) {
+                indices[at] = (int32_t)c;
+                values[at++] = v;
+                int32_t t = cursor[c]++;
+                tindices[t] = (int32_t)r;
+                tvalues[t] = v;
+            }
+        }
+    }
+    free(cursor);
+    return 0;
+}
+
+typedef struct {
+    int64_t n, in_f, out_f;
+    const float *x, *bias, *g;
+    const int32_t *indptr, *indices;
+    const float *values;
+    float *y;
+    int64_t block_lo, block_hi;
+    int status;
+} job;
+
+/* Rows [n0, n0 + BLOCK) of src (n x width) into buf[width][BLOCK], zero past the last row;
+ * in tiles of TILE columns, so that the written part of buf stays in the first-level cache. */
+static void transpose_block(const float *src, int64_t n, int64_t width, int64_t n0, float *buf) {
+    int64_t m = n - n0 < BLOCK ? n - n0 : BLOCK;
+    if (m < BLOCK) memset(buf, 0, (size_t)width * BLOCK * sizeof(float));
+    for (int64_t k0 = 0; k0 < width; k0 += TILE) {
+        int64_t k1 = k0 + TILE < width ? k0 + TILE : width;
+#ifdef HAVE_SHUFFLE
+        if (m == BLOCK && k1 - k0 == TILE) {
+            for (int64_t b = 0; b < BLOCK; b += 8)
+                for (int64_t k = k0; k < k1; k += 8) transpose8(src + (n0 + b) * width + k, width, buf + k * BLOCK + b, BLOCK);
+            continue;
+        }
+#endif
+        for (int64_t b = 0; b < m; b++) {
+            const float *row = src + (n0 + b) * width;
+            for (int64_t k = k0; k < k1; k++) buf[k * BLOCK + b] = row[k];
+        }
+    }
+}
+
+static void *spmm_range(void *arg) {
+    job *jb = arg;
+    float *buf = aligned_alloc(64, (size_t)jb->in_f * BLOCK * sizeof(float));
+    float tile[TILE * BLOCK] __attribute__((aligned(64)));
+    if (buf == NULL) {
+        jb->status = -1;
+        return NULL;
+    }
+    for (int64_t blk = jb->block_lo; blk < jb->block_hi; blk++) {
+        int64_t n0 = blk * BLOCK, m = jb->n - n0 < BLOCK ? jb->n - n0 : BLOCK;
+        transpose_block(jb->x, jb->n, jb->in_f, n0, buf);
+        for (int64_t j0 = 0; j0 < jb->out_f; j0 += TILE) {
+            int64_t j1 = j0 + TILE < jb->out_f ? j0 + TILE : jb->out_f;
+            for (int64_t j = j0; j < j1; j++) {
+                vec a[NVEC], c[NVEC];
+                float b0 = jb->bias ? jb->bias[j] : 0.0f;
+                for (int v = 0; v < NVEC; v++) {
+                    a[v] = (vec){0} + b0;
+                    c[v] = (vec){0};
+                }
+                int32_t p = jb->indptr[j], end = jb->indptr[j + 1];
+                for (; p + 1 < end; p += 2) { /* two chains of multiply-adds hide their latency */
+                    const vec *r0 = (const vec *)(buf + (int64_t)jb->indices[p] * BLOCK);
+                    const vec *r1 = (const vec *)(buf + (int64_t)jb->indices[p + 1] * BLOCK);
+                    float w0 = jb->values[p], w1 = jb->values[p + 1];
+                    for (int v = 0; v < NVEC; v++) {
+                        a[v] += w0 * r0[v];
+                        c[v] += w1 * r1[v];
+                    }
+                }
+                if (p < end) {
+                    const vec *r0 = (const vec *)(buf + (int64_t)jb->indices[p] * BLOCK);
+                    float w0 = jb->values[p];
+                    for (int v = 0; v < NVEC; v++) a[v] += w0 * r0[v];
+                }
+                vec *u = (vec *)(tile + (j - j0) * BLOCK);
+                for (int v = 0; v < NVEC; v++) u[v] = a[v] + c[v];
+            }
+#ifdef HAVE_SHUFFLE
+            if (m == BLOCK && j1 - j0 == TILE) {
+                for (int64_t j = 0; j < TILE; j += 8)
+                    for (int64_t b = 0; b < BLOCK; b += 8)
+                        transpose8(tile + j * BLOCK + b, BLOCK, jb->y + (n0 + b) * jb->out_f + j0 + j, jb->out_f);
+                continue;
+            }
+#endif
+            for (int64_t b = 0; b < m; b++) { /* the tile, transposed, into rows of y */
+                float *y = jb->y + (n0 + b) * jb->out_f;
+                for (int64_t j = j0; j < j1; j++) y[j] = tile[(j - j0) * BLOCK + b];
+            }
+        }
+    }
+    free(buf);
+    return NULL;
+}
+
+/* Per thread: the sampled product g^T x at the nonzeros of one CSR (rows of g index its rows,
+ * rows of x its columns), summed over the thread's row blocks into out[nnz]. */
+static void *sampled_range(void *arg) {
+    job *jb = arg;
+    float *bx = aligned_alloc(64, (size_t)jb->in_f * BLOCK * sizeof(float));
+    float *bg = aligned_alloc(64, (size_t)jb->out_f * BLOCK * sizeof(float));
+    if (bx == NULL || bg == NULL) {
+        free(bx);
+        free(bg);
+        jb->status = -1;
+        return NULL;
+    }
+    for (int64_t blk = jb->block_lo; blk < jb->block_hi; blk++) {
+        int64_t n0 = blk * BLOCK;
+        transpose_block(jb->x, jb->n, jb->in_f, n0, bx);
+        transpose_block(jb->g, jb->n, jb->out_f, n0, bg);
+        for (int64_t j = 0; j < jb->out_f; j++) {
+            const vec *gj = (const vec *)(bg + j * BLOCK);
+            for (int32_t p = jb->indptr[j]; p < jb->indptr[j + 1]; p++) {
+                const vec *xk = (const vec *)(bx + (int64_t)jb->indices[p] * BLOCK);
+                vec s = {0};
+                for (int v = 0; v < NVEC; v++) s += gj[v] * xk[v];
+                float t = 0.0f;
+                for (int l = 0; l < LANES; l++) t += s[l];
+                jb->y[p] += t;
+            }
+        }
+    }
+    free(bx);
+    free(bg);
+    return NULL;
+}
+
+static int run_jobs(job *base, int64_t n, int threads, void *(*fn)(void *), int64_t nnz) {
+    int64_t blocks = (n + BLOCK - 1) / BLOCK;
+    if (threads < 1) threads = 1;
+    if (threads > blocks) threads = (int)(blocks > 0 ? blocks : 1);
+    job jobs[64];
+    pthread_t tids[64];
+    int started[64] = {0};
+    if (threads > 64) threads = 64;
+    float *partial = NULL;
+    if (fn == sampled_range && threads > 1) {
+        partial = calloc((size_t)(threads - 1) * (size_t)nnz, sizeof(float));
+        if (partial == NULL) return -1;
+    }
+    int status = 0;
+    for (int t = 0; t < threads; t++) {
+        jobs[t] = *base;
+        jobs[t].block_lo = blocks * t / threads;
+        jobs[t].block_hi = blocks * (t + 1) / threads;
+        jobs[t].status = 0;
+        if (partial != NULL && t > 0) jobs[t].y = partial + (int64_t)(t - 1) * nnz;
+        if (t > 0) {
+            started[t] = pthread_create(&tids[t], NULL, fn, &jobs[t]) == 0;
+            if (!started[t]) fn(&jobs[t]); /* no thread: this range runs here, in line */
+        }
+    }
+    fn(&jobs[0]);
+    for (int t = 1; t < threads; t++) {
+        if (started[t]) pthread_join(tids[t], NULL);
+        status |= jobs[t].status;
+    }
+    status |= jobs[0].status;
+    if (partial != NULL) {
+        for (int t = 1; t < threads; t++)
+            for (int64_t p = 0; p < nnz; p++) base->y[p] += partial[(int64_t)(t - 1) * nnz + p];
+        free(partial);
+    }
+    return status;
+}
+
+/* y (n x out_f) = x (n x in_f) W^T + bias, W given as CSR (out_f rows); bias may be NULL. */
+int spmm(int64_t n, int64_t in_f, int64_t out_f, const float *x, const int32_t *indptr, const int32_t *indices,
+         const float *values, const float *bias, float *y, int threads) {
+    job base = {n, in_f, out_f, x, bias, NULL, indptr, indices, values, y, 0, 0, 0};
+    return run_jobs(&base, n, threads, spmm_range, 0);
+}
+
+/* out[p] = sum_n g[n, row(p)] x[n, indices[p]] for every nonzero p of a CSR with out_f rows
+ * (g is n x out_f, x is n x in_f); out must hold zeros. */
+int sampled_gt_x(int64_t n, int64_t in_f, int64_t out_f, const float *g, const float *x, const int32_t *indptr,
+                 const int32_t *indices, float *out, int threads) {
+    job base = {n, in_f, out_f, x, NULL, g, indptr, indices, NULL, out, 0, 0, 0};
+    return run_jobs(&base, n, threads, sampled_range, indptr[out_f]);
+}
+
+/* How many of m[0..n) are >= u: a branch-free count the compiler vectorizes. */
+static int64_t count_ge(const uint32_t *m, int64_t n, uint32_t u) {
+    uint32_t cnt = 0; /* a row has fewer than 2^32 entries */
+    for (int64_t c = 0; c < n; c++) cnt += (uint32_t)(m[c] >= u);
+    return (int64_t)cnt;
+}
+
+typedef struct {
+    const float *x;
+    float *y;
+    uint8_t *keep;
+    int64_t d, k, lo, hi;
+    int status;
+} topk_job;
+
+static void *topk_range(void *arg) {
+    topk_job *jb = arg;
+    uint32_t *mag = malloc((size_t)jb->d * sizeof(uint32_t));
+    if (mag == NULL) {
+        jb->status = -1;
+        return NULL;
+    }
+    for (int64_t r = jb->lo; r < jb->hi; r++) {
+        const float *x = jb->x + r * jb->d;
+        float *y = jb->y + r * jb->d;
+        uint8_t *keep = jb->keep + r * jb->d;
+        /* |x| as the bits of a non-negative float, whose integer order is the value order;
+         * the threshold is the largest bit pattern t with at least k entries >= t (bisection). */
+        memcpy(mag, x, (size_t)jb->d * sizeof(uint32_t));
+        for (int64_t c = 0; c < jb->d; c++) mag[c] &= 0x7fffffffu;
+        uint32_t lo = 0, hi = 0x80000000u;
+        while (hi - lo > 1) {
+            uint32_t mid = lo + (hi - lo) / 2;
+            if (count_ge(mag, jb->d, mid) >= jb->k) lo = mid;
+            else hi = mid;
+        }
+        int64_t ties = jb->k - count_ge(mag, jb->d, lo + 1); /* entries at the threshold to keep, lowest index first */
+        for (int64_t c = 0; c < jb->d; c++) {
+            int on = mag[c] > lo || (mag[c] == lo && ties-- > 0);
+            keep[c] = (uint8_t)on;
+            y[c] = on ? x[c] : 0.0f;
+        }
+    }
+    free(mag);
+    return NULL;
+}
+
+/* y = x with all but the k entries of largest magnitude of each row zeroed (rows x d,
+ * row-major), keep[i] = 1 where kept; ties at the threshold go to the lower index. */
+int abs_topk(int64_t rows, int64_t d, int64_t k, const float *x, float *y, uint8_t *keep, int threads) {
+    if (threads < 1) threads = 1;
+    if (threads > 64) threads = 64;
+    if (threads > rows) threads = rows > 0 ? (int)rows : 1;
+    topk_job jobs[64];
+    pthread_t tids[64];
+    int started[64] = {0}, status = 0;
+    for (int t = 0; t < threads; t++) {
+        jobs[t] = (topk_job){x, y, keep, d, k, rows * t / threads, rows * (t + 1) / threads, 0};
+        if (t > 0) {
+            started[t] = pthread_create(&tids[t], NULL, topk_range, &jobs[t]) == 0;
+            if (!started[t]) topk_range(&jobs[t]);
+        }
+    }
+    topk_range(&jobs[0]);
+    for (int t = 0; t < threads; t++) {
+        if (started[t]) pthread_join(tids[t], NULL);
+        status |= jobs[t].status;
+    }
+    return status;
+}
