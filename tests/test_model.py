@@ -183,6 +183,29 @@ def test_sink_pattern_leaves_mass_on_the_sink():
     assert cache["blocks.0.attn.hook_pattern"].sum(-1).max() < 1e-3
 
 
+@pytest.mark.parametrize("sink", [True, False])
+def test_fused_training_attention_equals_the_pattern_path(sink: bool):
+    m = make(attention_sink=sink).train()
+    if sink:
+        with torch.no_grad():
+            for blk in m.blocks:
+                blk.attn.sink_logit.normal_()
+    x, params = tokens(), list(m.parameters())
+    fused = m(x)
+    fused_grads = torch.autograd.grad(fused.square().mean(), params)
+    seen = []
+    with m.hooks([("blocks.0.attn.hook_pattern", lambda t, hook: seen.append(t.shape) and None),
+                  ("blocks.1.attn.hook_pattern", lambda t, hook: None)]):
+        explicit = m(x)  # a hooked pattern is computed as such
+        explicit_grads = torch.autograd.grad(explicit.square().mean(), params)
+    assert len(seen) == 1
+    torch.testing.assert_close(fused, explicit, rtol=1e-5, atol=1e-5)
+    for a, b in zip(fused_grads, explicit_grads, strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-6)
+    m.eval()  # evaluation always takes the pattern path: hooks never change its numbers
+    assert torch.equal(m(x), m.run_with_hooks(x, fwd_hooks=[(lambda n: True, lambda t, hook: t)]))
+
+
 def test_bigram_table_adds_exactly_its_row():
     m = make(bigram_table=True)
     x = tokens()

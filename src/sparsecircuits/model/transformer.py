@@ -95,17 +95,44 @@ class Attention(nn.Module):
         q = self.hook_q(_maybe_topk(cfg, "attn_q", q).view(shape))
         k = self.hook_k(_maybe_topk(cfg, "attn_k", k).view(shape))
         v = self.hook_v(_maybe_topk(cfg, "attn_v", v).view(shape))
-        scores = torch.einsum("bqhd,bkhd->bhqk", q, k) / math.sqrt(cfg.d_head)
-        causal = torch.ones(T, T, dtype=torch.bool, device=x.device).tril()
-        scores = scores.masked_fill(~causal, float("-inf"))
-        if self.sink_logit is not None:
-            sink = self.sink_logit.view(1, -1, 1, 1).expand(B, -1, T, 1).to(scores.dtype)
-            pattern = torch.softmax(torch.cat([sink, scores], dim=-1), dim=-1)[..., 1:]
+        if self.hook_pattern.active or not self.training:  # analysis: the pattern, bit-identical with or without hooks
+            z = torch.einsum("bhqk,bkhd->bqhd", self.hook_pattern(self.pattern(q, k)), v)
         else:
-            pattern = torch.softmax(scores, dim=-1)
-        pattern = self.hook_pattern(pattern)
-        z = self.hook_z(torch.einsum("bhqk,bkhd->bqhd", pattern, v))
+            z = self._fused(q, k, v)
+        z = self.hook_z(z)
         return self.c_proj(z.reshape(B, T, cfg.d_attn))
+
+
+    def pattern(self, q: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
+        """The attention pattern [batch, head, query, key] of q and k ([batch, pos, head,
+        d_head]): causal softmax, with the sink's logit as one more key when there is one."""
+        T = q.shape[1]
+        scores = torch.einsum("bqhd,bkhd->bhqk", q, k) / math.sqrt(self.cfg.d_head)
+        causal = torch.ones(T, T, dtype=torch.bool, device=q.device).tril()
+        scores = scores.masked_fill(~causal, float("-inf"))
+        if self.sink_logit is None:
+            return torch.softmax(scores, dim=-1)
+        sink = self.sink_logit.view(1, -1, 1, 1).expand(q.shape[0], -1, T, 1).to(scores.dtype)
+        return torch.softmax(torch.cat([sink, scores], dim=-1), dim=-1)[..., 1:]
+
+    def _fused(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+        """softmax(q k^T / sqrt(d_head)) v as torch's fused attention, which never holds the
+        pattern (used in training mode when nothing hooks it). The sink is one more key, first, with a zero
+        value: q gains a constant 1 and that key the sink's logit (times sqrt(d_head), to
+        undo the scale) in one extra dimension, so q . key = the logit. v gains a zero
+        dimension too: the fused kernel wants one width for q, k and v."""
+        B, T, H, D = q.shape
+        q, k, v = (t.transpose(1, 2) for t in (q, k, v))  # [batch, head, pos, d_head]
+        if self.sink_logit is None:
+            return F.scaled_dot_product_attention(q, k, v, is_causal=True).transpose(1, 2)
+        zeros = k.new_zeros(B, H, T, 1)
+        logit = (self.sink_logit * math.sqrt(D)).to(k.dtype).view(1, H, 1, 1).expand(B, H, 1, 1)
+        keys = torch.cat([torch.cat([k.new_zeros(B, H, 1, D), logit], dim=-1), torch.cat([k, zeros], dim=-1)], dim=2)
+        values = torch.cat([v.new_zeros(B, H, 1, D + 1), torch.cat([v, zeros.to(v.dtype)], dim=-1)], dim=2)
+        visible = torch.ones(T, T + 1, dtype=torch.bool, device=q.device).tril(diagonal=1)
+        z = F.scaled_dot_product_attention(torch.cat([q, torch.ones_like(zeros).to(q.dtype)], dim=-1), keys, values,
+                                           attn_mask=visible, scale=1.0 / math.sqrt(D))
+        return z[..., :D].transpose(1, 2)
 
 
 class MLP(nn.Module):
