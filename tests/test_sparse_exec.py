@@ -115,7 +115,7 @@ def test_off_the_csr_path_and_bad_settings(monkeypatch: pytest.MonkeyPatch) -> N
         model(tokens)  # autocast runs the dense kernels
     assert calls == []
     model(tokens)
-    assert len(calls) == 2 * 4  # two layers, four projected matrices each
+    assert len(calls) == 2 * 4 + 1  # two layers of four projected matrices, and the unembedding
     with pytest.raises(InputError, match="execution must be one of"):
         model.set_execution("csr")
     from sparsecircuits.train.config import TrainConfig

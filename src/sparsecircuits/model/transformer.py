@@ -95,7 +95,7 @@ class Attention(nn.Module):
         q = self.hook_q(_maybe_topk(cfg, "attn_q", q).view(shape))
         k = self.hook_k(_maybe_topk(cfg, "attn_k", k).view(shape))
         v = self.hook_v(_maybe_topk(cfg, "attn_v", v).view(shape))
-        if self.hook_pattern.active or not self.training:  # analysis: the pattern, bit-identical with or without hooks
+        if self.hook_pattern.active or not self.training or q.dtype != torch.float32:
             z = torch.einsum("bhqk,bkhd->bqhd", self.hook_pattern(self.pattern(q, k)), v)
         else:
             z = self._fused(q, k, v)
@@ -117,7 +117,9 @@ class Attention(nn.Module):
 
     def _fused(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
         """softmax(q k^T / sqrt(d_head)) v as torch's fused attention, which never holds the
-        pattern (used in training mode when nothing hooks it). The sink is one more key, first, with a zero
+        pattern. Used for float32 training steps when nothing hooks the pattern: evaluation keeps
+        the explicit pattern, so that hooks never change its numbers, and in bfloat16 the explicit
+        path measured faster on the CPU (docs/sparse-execution.md). The sink is one more key, first, with a zero
         value: q gains a constant 1 and that key the sink's logit (times sqrt(d_head), to
         undo the scale) in one extra dimension, so q . key = the logit. v gains a zero
         dimension too: the fused kernel wants one width for q, k and v."""
@@ -229,7 +231,7 @@ class SparseTransformer(HookedModule, TLErgonomics):
         self.hook_embed = HookPoint()
         self.blocks = nn.ModuleList(Block(cfg) for _ in range(cfg.n_layer))
         self.ln_final = Norm(cfg.d_model, cfg.norm, cfg.norm_bias)
-        self.unembed = nn.Linear(cfg.d_model, cfg.vocab_size, bias=False)
+        self.unembed = ProjectedLinear(cfg.d_model, cfg.vocab_size, bias=False)
         if cfg.tied_embeddings:
             self.unembed.weight = self.embed.weight
         self.bigram_table = (
