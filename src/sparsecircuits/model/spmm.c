@@ -299,14 +299,17 @@ static void *topk_range(void *arg) {
         float *y = jb->y + r * jb->d;
         uint8_t *keep = jb->keep + r * jb->d;
         /* |x| as the bits of a non-negative float, whose integer order is the value order;
-         * the threshold is the largest bit pattern t with at least k entries >= t (bisection). */
+         * the threshold is a bit pattern t with at least k entries >= t and fewer than k
+         * entries > t (bisection, stopping early at exactly k). */
         memcpy(mag, x, (size_t)jb->d * sizeof(uint32_t));
         for (int64_t c = 0; c < jb->d; c++) mag[c] &= 0x7fffffffu;
         uint32_t lo = 0, hi = 0x80000000u;
         while (hi - lo > 1) {
             uint32_t mid = lo + (hi - lo) / 2;
-            if (count_ge(mag, jb->d, mid) >= jb->k) lo = mid;
+            int64_t cnt = count_ge(mag, jb->d, mid);
+            if (cnt >= jb->k) lo = mid;
             else hi = mid;
+            if (cnt == jb->k) break; /* exactly k entries >= mid: they are the k largest */
         }
         int64_t ties = jb->k - count_ge(mag, jb->d, lo + 1); /* entries at the threshold to keep, lowest index first */
         for (int64_t c = 0; c < jb->d; c++) {
