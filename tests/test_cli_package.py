@@ -47,7 +47,7 @@ def test_sdist_ships_what_the_tests_need_and_they_collect(build_dir: Path) -> No
     for needed in ("LICENSE", "MANIFEST.in", "tests/conftest.py", "tests/planted_model.py",
                    "tests/fixtures/openai_ckpt_basic/final_model.pt", "docs/method.md", "benchmarks/run.py",
                    "src/sparsecircuits/cli/__main__.py", "src/sparsecircuits/bundled/small-sparse/model.safetensors",
-                   "src/sparsecircuits/configs/small-sparse.toml"):
+                   "src/sparsecircuits/configs/small-sparse.toml", "src/sparsecircuits/model/spmm.c"):
         assert needed in names
     assert not [n for n in names if "__pycache__" in n or n.startswith("configs/")]
     unpacked = build_dir / "unpacked" / sdist.name[: -len(".tar.gz")]
@@ -78,3 +78,7 @@ def test_installed_wheel_finds_its_bundled_models(build_dir: Path) -> None:
                           cwd=build_dir, env=env, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr
     assert f"checkpoint  {site / 'sparsecircuits' / 'bundled' / 'small-sparse'}" in proc.stdout
+    check = "from sparsecircuits.model import native; lib = native.kernels(); print(lib is not None, native.build_error())"
+    proc = subprocess.run([sys.executable, "-c", check], cwd=build_dir, capture_output=True, text=True, timeout=300,
+                          env={**env, "SPARSECIRCUITS_CACHE": str(build_dir / "cache")})
+    assert proc.stdout.split()[0] == "True", proc.stdout + proc.stderr  # the kernels build from the shipped source

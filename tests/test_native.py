@@ -94,3 +94,47 @@ def test_the_switch_turns_them_off(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv(native.NATIVE_ENV, "0")
     assert native.kernels() is None
     assert native.NATIVE_ENV in (native.build_error() or "")
+
+
+@needs_native
+@pytest.mark.parametrize("channel_dim", [0, 1])
+def test_the_projection_keeps_what_torch_topk_keeps(channel_dim: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    from sparsecircuits.model.sparsity import project_to_budget_
+
+    w = torch.randn(300, 70)  # 21,000 entries: the histogram pass of long rows runs too
+    w[5, :68] = 0.0  # a channel with fewer nonzeros than the per-channel floor
+    for k in (1500, 20_999, 300 * 4):
+        fast, slow = w.clone(), w.clone()
+        fast_mask = project_to_budget_(fast, k, 4, channel_dim)
+        with monkeypatch.context() as m:
+            m.setattr(native, "kernels", lambda: None)
+            slow_mask = project_to_budget_(slow, k, 4, channel_dim)
+        assert int(fast_mask.sum()) == k and torch.equal(fast, slow)
+        assert torch.equal(fast_mask | (w == 0), slow_mask | (w == 0))  # they may reserve different zeros
+
+
+@needs_native
+def test_a_training_step_with_them_equals_one_without(monkeypatch: pytest.MonkeyPatch) -> None:
+    from sparsecircuits.model import SparseTransformer
+    from sparsecircuits.model.sparsity import WeightSparsifier
+    from sparsecircuits.train import load_run_config
+
+    run = load_run_config("tiny-sparse", ["model.afrac=0.25"])
+    tokens = torch.randint(0, run.model.vocab_size, (4, run.model.n_ctx))
+
+    def step(use_native: bool) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        torch.manual_seed(0)
+        model = SparseTransformer(run.model).train()
+        with monkeypatch.context() as m:
+            if not use_native:
+                m.setattr(native, "kernels", lambda: None)
+            logits = model(tokens)
+            logits.square().mean().backward()
+            grads = {n: p.grad.clone() for n, p in model.named_parameters()}
+            WeightSparsifier(model, 0.25, 2.0, 2).project_(0.5)
+        return logits.detach(), {**grads, **{f"w:{n}": p.detach() for n, p in model.named_parameters()}}
+
+    (fast_logits, fast), (slow_logits, slow) = step(True), step(False)
+    assert torch.equal(fast_logits, slow_logits)
+    for name in slow:
+        assert torch.equal(fast[name], slow[name]), name

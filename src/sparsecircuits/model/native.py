@@ -158,12 +158,14 @@ def sampled_gt_x(lib: ctypes.CDLL, g: torch.Tensor, x: torch.Tensor, csr: Csr) -
     return out
 
 
-def abs_topk(lib: ctypes.CDLL, x: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
+def abs_topk(lib: ctypes.CDLL, x: torch.Tensor, k: int, values: bool = True) -> tuple[torch.Tensor | None, torch.Tensor]:
     """x (float32, any shape) with all but the k largest-magnitude entries of each row (last
-    dimension) zeroed, and the bool mask of the kept entries (ties go to the lower index)."""
+    dimension) zeroed (None without `values`), and the bool mask of the kept entries (ties go
+    to the lower index)."""
     x = x.contiguous()
     d = x.shape[-1]
-    y, keep = torch.empty_like(x), torch.empty(x.shape, dtype=torch.bool)
-    if lib.abs_topk(x.numel() // d if d else 0, d, k, _ptr(x), _ptr(y), _ptr(keep), torch.get_num_threads()) != 0:
+    y, keep = torch.empty_like(x) if values else None, torch.empty(x.shape, dtype=torch.bool)
+    if lib.abs_topk(x.numel() // d if d else 0, d, k, _ptr(x), _ptr(y) if y is not None else None, _ptr(keep),
+                    torch.get_num_threads()) != 0:
         raise MemoryError("abs_topk: out of memory")
     return y, keep

@@ -165,7 +165,8 @@ def project_to_budget_(
     First the min_per_channel largest-magnitude entries of every channel are reserved
     (rows when channel_dim=0, columns when 1), then the rest of the budget goes to the
     largest-magnitude remaining entries: one small per-channel top-k and one global top-k.
-    Exactly k entries are kept (ties broken by index order of torch.topk).
+    Exactly k entries are kept (of entries tied at the threshold, the lowest indices on the
+    CPU in float32, torch.topk's choice elsewhere).
     """
     n = weight.numel()
     if k >= n:
@@ -180,13 +181,20 @@ def project_to_budget_(
         assert channel_dim is not None
         reduce_dim = 1 - channel_dim
         j = min(min_per_channel, weight.shape[reduce_dim])
-        top = score.topk(j, dim=reduce_dim, sorted=False).indices
-        score.scatter_(reduce_dim, top, float("inf"))
-    keep = score.view(-1).topk(k, sorted=False).indices
-    mask = torch.zeros(n, dtype=torch.bool, device=weight.device).index_fill_(0, keep, True)
-    mask = mask.view_as(weight)
+        rows = score if reduce_dim == 1 else score.t()
+        score.masked_fill_(_top_mask(rows, j) if reduce_dim == 1 else _top_mask(rows, j).t(), float("inf"))
+    mask = _top_mask(score.view(1, -1), k).view_as(weight)
     weight.masked_fill_(~mask, 0.0)
     return mask
+
+
+def _top_mask(score: torch.Tensor, k: int) -> torch.Tensor:
+    """The bool mask of the k largest entries of each row of a 2-d `score` (>= 0): the native
+    selection for float32 on the CPU (ties to the lowest index), else torch.topk."""
+    if score.device.type == "cpu" and score.dtype == torch.float32 and native.kernels() is not None:
+        return native.abs_topk(native.kernels(), score, k, values=False)[1]
+    top = score.topk(k, dim=-1, sorted=False).indices
+    return torch.zeros(score.shape, dtype=torch.bool, device=score.device).scatter_(-1, top, True)
 
 
 def kept_fraction_schedule(

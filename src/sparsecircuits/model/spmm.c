@@ -287,6 +287,45 @@ typedef struct {
     int status;
 } topk_job;
 
+#define HIST_BITS 16
+#define HIST_SHIFT (31 - HIST_BITS)
+#define HIST_MIN_ROW 16384 /* rows at least this long select by a histogram first */
+
+/* A bit pattern t of m[0..n) with at least k entries >= t and fewer than k entries > t:
+ * bisection over [lo, hi), counting, stopping early at exactly k entries >= mid. */
+static uint32_t bisect_threshold(const uint32_t *m, int64_t n, int64_t k, uint32_t lo, uint64_t hi) {
+    while (hi - lo > 1) {
+        uint32_t mid = (uint32_t)(lo + (hi - lo) / 2);
+        int64_t cnt = count_ge(m, n, mid);
+        if (cnt >= k) lo = mid;
+        else hi = mid;
+        if (cnt == k) break; /* exactly k entries >= mid: they are the k largest */
+    }
+    return lo;
+}
+
+/* The same threshold for a long row: a histogram of the top bits finds the bin that holds
+ * it, then the bisection runs over that bin's entries only (two passes over the row). */
+static int64_t histogram_threshold(const uint32_t *m, int64_t n, int64_t k, uint32_t *out) {
+    uint32_t *hist = calloc((size_t)1 << HIST_BITS, sizeof(uint32_t));
+    uint32_t *bin = malloc((size_t)n * sizeof(uint32_t));
+    if (hist == NULL || bin == NULL) {
+        free(hist);
+        free(bin);
+        return -1;
+    }
+    for (int64_t c = 0; c < n; c++) hist[m[c] >> HIST_SHIFT]++;
+    int64_t above = 0, b = ((int64_t)1 << HIST_BITS) - 1;
+    while (above + hist[b] < k) above += hist[b--];
+    int64_t size = 0;
+    for (int64_t c = 0; c < n; c++)
+        if ((int64_t)(m[c] >> HIST_SHIFT) == b) bin[size++] = m[c];
+    *out = bisect_threshold(bin, size, k - above, (uint32_t)(b << HIST_SHIFT), (uint64_t)(b + 1) << HIST_SHIFT);
+    free(hist);
+    free(bin);
+    return 0;
+}
+
 static void *topk_range(void *arg) {
     topk_job *jb = arg;
     uint32_t *mag = malloc((size_t)jb->d * sizeof(uint32_t));
@@ -296,26 +335,22 @@ static void *topk_range(void *arg) {
     }
     for (int64_t r = jb->lo; r < jb->hi; r++) {
         const float *x = jb->x + r * jb->d;
-        float *y = jb->y + r * jb->d;
+        float *y = jb->y != NULL ? jb->y + r * jb->d : NULL;
         uint8_t *keep = jb->keep + r * jb->d;
-        /* |x| as the bits of a non-negative float, whose integer order is the value order;
-         * the threshold is a bit pattern t with at least k entries >= t and fewer than k
-         * entries > t (bisection, stopping early at exactly k). */
+        /* |x| as the bits of a non-negative float, whose integer order is the value order */
         memcpy(mag, x, (size_t)jb->d * sizeof(uint32_t));
         for (int64_t c = 0; c < jb->d; c++) mag[c] &= 0x7fffffffu;
-        uint32_t lo = 0, hi = 0x80000000u;
-        while (hi - lo > 1) {
-            uint32_t mid = lo + (hi - lo) / 2;
-            int64_t cnt = count_ge(mag, jb->d, mid);
-            if (cnt >= jb->k) lo = mid;
-            else hi = mid;
-            if (cnt == jb->k) break; /* exactly k entries >= mid: they are the k largest */
+        uint32_t t;
+        if (jb->d < HIST_MIN_ROW) t = bisect_threshold(mag, jb->d, jb->k, 0, 0x80000000u);
+        else if (histogram_threshold(mag, jb->d, jb->k, &t) != 0) {
+            jb->status = -1;
+            break;
         }
-        int64_t ties = jb->k - count_ge(mag, jb->d, lo + 1); /* entries at the threshold to keep, lowest index first */
+        int64_t ties = jb->k - count_ge(mag, jb->d, t + 1); /* entries at the threshold to keep, lowest index first */
         for (int64_t c = 0; c < jb->d; c++) {
-            int on = mag[c] > lo || (mag[c] == lo && ties-- > 0);
+            int on = mag[c] > t || (mag[c] == t && ties-- > 0);
             keep[c] = (uint8_t)on;
-            y[c] = on ? x[c] : 0.0f;
+            if (y != NULL) y[c] = on ? x[c] : 0.0f;
         }
     }
     free(mag);
