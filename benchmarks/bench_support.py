@@ -28,7 +28,7 @@ KS = (1, 4, 16, 64)
 def _run(data: Path, out: Path, steps: int, k: int) -> dict:
     overrides = [f"train.steps={steps}", "train.batch_size=16", "train.log_every=10", f"train.eval_every={steps}",
                  "train.checkpoint_every=0", "train.anneal_end_frac=0.25", "train.eval_batches=4",
-                 "train.execution=sparse", f"train.support_every={k}"]
+                 "train.execution=sparse", "train.autocast=none", f"train.support_every={k}"]
     result = train("wide-sparse", data, out, overrides=overrides, progress=False)
     rows = [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines()]
     after = [r["step_time"] for r in rows if r["step"] > steps * 0.25 + 10]
