@@ -101,6 +101,11 @@ def kernels() -> ctypes.CDLL | None:
     return _lib
 
 
+def kernels_for(t: torch.Tensor) -> ctypes.CDLL | None:
+    """The kernels if they can take `t` (a float32 CPU tensor), else None."""
+    return kernels() if t.device.type == "cpu" and t.dtype == torch.float32 else None
+
+
 def build_error() -> str | None:
     """Why `kernels()` returned None (None while they load or before the first call)."""
     return _error

@@ -1,7 +1,8 @@
 """Sparse execution of the projected weight matrices on the CPU (docs/sparse-execution.md).
 
 A weight-sparse model's matrices are mostly zeros, but a dense matmul multiplies the zeros
-too. Here a matrix can run as compressed sparse rows (torch's CSR kernels) instead: the
+too. Here a matrix can run as compressed sparse rows instead (the native kernels of
+model/native.py, or torch's CSR kernels where those cannot be built): the
 forward product and the input gradient cost about its nonzeros, while the weight gradient
 stays dense, as the L0 projection re-selects the top-k over every weight each step (this is
 the `exact` method: same math as the dense path, float rounding aside).
@@ -10,8 +11,8 @@ Whether CSR pays depends on the shape, the density, the rows of activations and 
 so `auto` measures both ways once per (shape, density, rows) on this machine, keeps the
 verdict in a small calibration table (cached in a JSON file per machine), and runs CSR only
 where it was faster. `sparse` always runs CSR, `dense` never (the default: results then do
-not depend on timings). Off the CPU, under autocast or
-for other dtypes, matrices always run dense.
+not depend on timings). Off the CPU, under autocast or for other dtypes, matrices always
+run dense.
 """
 
 from __future__ import annotations

@@ -20,15 +20,15 @@ class _NativeAbsTopK(torch.autograd.Function):
     through the kept entries only."""
 
     @staticmethod
-    def forward(ctx: Any, x: torch.Tensor, k: int) -> torch.Tensor:
-        y, keep = native.abs_topk(native.kernels(), x, k)
+    def forward(ctx: Any, x: torch.Tensor, k: int, lib: Any) -> torch.Tensor:
+        y, keep = native.abs_topk(lib, x, k)
         ctx.save_for_backward(keep)
         return y
 
     @staticmethod
-    def backward(ctx: Any, g: torch.Tensor) -> tuple[torch.Tensor, None]:
+    def backward(ctx: Any, g: torch.Tensor) -> tuple[torch.Tensor, None, None]:
         (keep,) = ctx.saved_tensors
-        return g * keep, None
+        return g * keep, None, None
 
 
 def abs_topk(x: torch.Tensor, k: int) -> torch.Tensor:
@@ -39,8 +39,9 @@ def abs_topk(x: torch.Tensor, k: int) -> torch.Tensor:
     tied at the threshold they keep (the native one keeps the lowest indices)."""
     if k >= x.shape[-1]:
         return x
-    if x.device.type == "cpu" and x.dtype == torch.float32 and native.kernels() is not None:
-        return _NativeAbsTopK.apply(x, k)
+    lib = native.kernels_for(x)
+    if lib is not None:
+        return _NativeAbsTopK.apply(x, k, lib)
     idx = torch.topk(x.abs(), k, dim=-1, sorted=False).indices
     return torch.zeros_like(x).scatter(-1, idx, x.gather(-1, idx))
 
@@ -181,8 +182,8 @@ def project_to_budget_(
         assert channel_dim is not None
         reduce_dim = 1 - channel_dim
         j = min(min_per_channel, weight.shape[reduce_dim])
-        rows = score if reduce_dim == 1 else score.t()
-        score.masked_fill_(_top_mask(rows, j) if reduce_dim == 1 else _top_mask(rows, j).t(), float("inf"))
+        reserved = _top_mask(score, j) if reduce_dim == 1 else _top_mask(score.t(), j).t()
+        score.masked_fill_(reserved, float("inf"))
     mask = _top_mask(score.view(1, -1), k).view_as(weight)
     weight.masked_fill_(~mask, 0.0)
     return mask
@@ -191,8 +192,9 @@ def project_to_budget_(
 def _top_mask(score: torch.Tensor, k: int) -> torch.Tensor:
     """The bool mask of the k largest entries of each row of a 2-d `score` (>= 0): the native
     selection for float32 on the CPU (ties to the lowest index), else torch.topk."""
-    if score.device.type == "cpu" and score.dtype == torch.float32 and native.kernels() is not None:
-        return native.abs_topk(native.kernels(), score, k, values=False)[1]
+    lib = native.kernels_for(score)
+    if lib is not None:
+        return native.abs_topk(lib, score, k, values=False)[1]
     top = score.topk(k, dim=-1, sorted=False).indices
     return torch.zeros(score.shape, dtype=torch.bool, device=score.device).scatter_(-1, top, True)
 

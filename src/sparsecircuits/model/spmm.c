@@ -98,13 +98,15 @@ int csr_fill(const float *w, int64_t rows, int64_t cols, const int32_t *indptr, 
     return 0;
 }
 
+/* One thread's share of a kernel: the units [lo, hi) (row blocks, or rows for abs_topk). */
 typedef struct {
-    int64_t n, in_f, out_f;
+    int64_t n, in_f, out_f, k;
     const float *x, *bias, *g;
     const int32_t *indptr, *indices;
     const float *values;
     float *y;
-    int64_t block_lo, block_hi;
+    uint8_t *keep;
+    int64_t lo, hi;
     int status;
 } job;
 
@@ -137,7 +139,7 @@ static void *spmm_range(void *arg) {
         jb->status = -1;
         return NULL;
     }
-    for (int64_t blk = jb->block_lo; blk < jb->block_hi; blk++) {
+    for (int64_t blk = jb->lo; blk < jb->hi; blk++) {
         int64_t n0 = blk * BLOCK, m = jb->n - n0 < BLOCK ? jb->n - n0 : BLOCK;
         transpose_block(jb->x, jb->n, jb->in_f, n0, buf);
         for (int64_t j0 = 0; j0 < jb->out_f; j0 += TILE) {
@@ -197,7 +199,7 @@ static void *sampled_range(void *arg) {
         jb->status = -1;
         return NULL;
     }
-    for (int64_t blk = jb->block_lo; blk < jb->block_hi; blk++) {
+    for (int64_t blk = jb->lo; blk < jb->hi; blk++) {
         int64_t n0 = blk * BLOCK;
         transpose_block(jb->x, jb->n, jb->in_f, n0, bx);
         transpose_block(jb->g, jb->n, jb->out_f, n0, bg);
@@ -218,14 +220,15 @@ static void *sampled_range(void *arg) {
     return NULL;
 }
 
-static int run_jobs(job *base, int64_t n, int threads, void *(*fn)(void *), int64_t nnz) {
-    int64_t blocks = (n + BLOCK - 1) / BLOCK;
+/* Run fn over `units` split evenly across up to `threads` threads (this one included); the
+ * sampled product sums its threads' partial results (nnz of them) into base->y. */
+static int run_jobs(const job *base, int64_t units, int threads, void *(*fn)(void *), int64_t nnz) {
     if (threads < 1) threads = 1;
-    if (threads > blocks) threads = (int)(blocks > 0 ? blocks : 1);
+    if (threads > 64) threads = 64;
+    if (threads > units) threads = (int)(units > 0 ? units : 1);
     job jobs[64];
     pthread_t tids[64];
     int started[64] = {0};
-    if (threads > 64) threads = 64;
     float *partial = NULL;
     if (fn == sampled_range && threads > 1) {
         partial = calloc((size_t)(threads - 1) * (size_t)nnz, sizeof(float));
@@ -234,8 +237,8 @@ static int run_jobs(job *base, int64_t n, int threads, void *(*fn)(void *), int6
     int status = 0;
     for (int t = 0; t < threads; t++) {
         jobs[t] = *base;
-        jobs[t].block_lo = blocks * t / threads;
-        jobs[t].block_hi = blocks * (t + 1) / threads;
+        jobs[t].lo = units * t / threads;
+        jobs[t].hi = units * (t + 1) / threads;
         jobs[t].status = 0;
         if (partial != NULL && t > 0) jobs[t].y = partial + (int64_t)(t - 1) * nnz;
         if (t > 0) {
@@ -244,11 +247,10 @@ static int run_jobs(job *base, int64_t n, int threads, void *(*fn)(void *), int6
         }
     }
     fn(&jobs[0]);
-    for (int t = 1; t < threads; t++) {
+    for (int t = 0; t < threads; t++) {
         if (started[t]) pthread_join(tids[t], NULL);
         status |= jobs[t].status;
     }
-    status |= jobs[0].status;
     if (partial != NULL) {
         for (int t = 1; t < threads; t++)
             for (int64_t p = 0; p < nnz; p++) base->y[p] += partial[(int64_t)(t - 1) * nnz + p];
@@ -260,16 +262,17 @@ static int run_jobs(job *base, int64_t n, int threads, void *(*fn)(void *), int6
 /* y (n x out_f) = x (n x in_f) W^T + bias, W given as CSR (out_f rows); bias may be NULL. */
 int spmm(int64_t n, int64_t in_f, int64_t out_f, const float *x, const int32_t *indptr, const int32_t *indices,
          const float *values, const float *bias, float *y, int threads) {
-    job base = {n, in_f, out_f, x, bias, NULL, indptr, indices, values, y, 0, 0, 0};
-    return run_jobs(&base, n, threads, spmm_range, 0);
+    job base = {.n = n, .in_f = in_f, .out_f = out_f, .x = x, .bias = bias, .indptr = indptr, .indices = indices,
+                .values = values, .y = y};
+    return run_jobs(&base, (n + BLOCK - 1) / BLOCK, threads, spmm_range, 0);
 }
 
 /* out[p] = sum_n g[n, row(p)] x[n, indices[p]] for every nonzero p of a CSR with out_f rows
  * (g is n x out_f, x is n x in_f); out must hold zeros. */
 int sampled_gt_x(int64_t n, int64_t in_f, int64_t out_f, const float *g, const float *x, const int32_t *indptr,
                  const int32_t *indices, float *out, int threads) {
-    job base = {n, in_f, out_f, x, NULL, g, indptr, indices, NULL, out, 0, 0, 0};
-    return run_jobs(&base, n, threads, sampled_range, indptr[out_f]);
+    job base = {.n = n, .in_f = in_f, .out_f = out_f, .x = x, .g = g, .indptr = indptr, .indices = indices, .y = out};
+    return run_jobs(&base, (n + BLOCK - 1) / BLOCK, threads, sampled_range, indptr[out_f]);
 }
 
 /* How many of m[0..n) are >= u: a branch-free count the compiler vectorizes. */
@@ -278,14 +281,6 @@ static int64_t count_ge(const uint32_t *m, int64_t n, uint32_t u) {
     for (int64_t c = 0; c < n; c++) cnt += (uint32_t)(m[c] >= u);
     return (int64_t)cnt;
 }
-
-typedef struct {
-    const float *x;
-    float *y;
-    uint8_t *keep;
-    int64_t d, k, lo, hi;
-    int status;
-} topk_job;
 
 #define HIST_BITS 16
 #define HIST_SHIFT (31 - HIST_BITS)
@@ -326,28 +321,30 @@ static int64_t histogram_threshold(const uint32_t *m, int64_t n, int64_t k, uint
     return 0;
 }
 
+/* Rows [lo, hi) of abs_topk; a row is in_f wide. */
 static void *topk_range(void *arg) {
-    topk_job *jb = arg;
-    uint32_t *mag = malloc((size_t)jb->d * sizeof(uint32_t));
+    job *jb = arg;
+    const int64_t d = jb->in_f;
+    uint32_t *mag = malloc((size_t)d * sizeof(uint32_t));
     if (mag == NULL) {
         jb->status = -1;
         return NULL;
     }
     for (int64_t r = jb->lo; r < jb->hi; r++) {
-        const float *x = jb->x + r * jb->d;
-        float *y = jb->y != NULL ? jb->y + r * jb->d : NULL;
-        uint8_t *keep = jb->keep + r * jb->d;
+        const float *x = jb->x + r * d;
+        float *y = jb->y != NULL ? jb->y + r * d : NULL;
+        uint8_t *keep = jb->keep + r * d;
         /* |x| as the bits of a non-negative float, whose integer order is the value order */
-        memcpy(mag, x, (size_t)jb->d * sizeof(uint32_t));
-        for (int64_t c = 0; c < jb->d; c++) mag[c] &= 0x7fffffffu;
+        memcpy(mag, x, (size_t)d * sizeof(uint32_t));
+        for (int64_t c = 0; c < d; c++) mag[c] &= 0x7fffffffu;
         uint32_t t;
-        if (jb->d < HIST_MIN_ROW) t = bisect_threshold(mag, jb->d, jb->k, 0, 0x80000000u);
-        else if (histogram_threshold(mag, jb->d, jb->k, &t) != 0) {
+        if (d < HIST_MIN_ROW) t = bisect_threshold(mag, d, jb->k, 0, 0x80000000u);
+        else if (histogram_threshold(mag, d, jb->k, &t) != 0) {
             jb->status = -1;
             break;
         }
-        int64_t ties = jb->k - count_ge(mag, jb->d, t + 1); /* entries at the threshold to keep, lowest index first */
-        for (int64_t c = 0; c < jb->d; c++) {
+        int64_t ties = jb->k - count_ge(mag, d, t + 1); /* entries at the threshold to keep, lowest index first */
+        for (int64_t c = 0; c < d; c++) {
             int on = mag[c] > t || (mag[c] == t && ties-- > 0);
             keep[c] = (uint8_t)on;
             if (y != NULL) y[c] = on ? x[c] : 0.0f;
@@ -360,23 +357,6 @@ static void *topk_range(void *arg) {
 /* y = x with all but the k entries of largest magnitude of each row zeroed (rows x d,
  * row-major), keep[i] = 1 where kept; ties at the threshold go to the lower index. */
 int abs_topk(int64_t rows, int64_t d, int64_t k, const float *x, float *y, uint8_t *keep, int threads) {
-    if (threads < 1) threads = 1;
-    if (threads > 64) threads = 64;
-    if (threads > rows) threads = rows > 0 ? (int)rows : 1;
-    topk_job jobs[64];
-    pthread_t tids[64];
-    int started[64] = {0}, status = 0;
-    for (int t = 0; t < threads; t++) {
-        jobs[t] = (topk_job){x, y, keep, d, k, rows * t / threads, rows * (t + 1) / threads, 0};
-        if (t > 0) {
-            started[t] = pthread_create(&tids[t], NULL, topk_range, &jobs[t]) == 0;
-            if (!started[t]) topk_range(&jobs[t]);
-        }
-    }
-    topk_range(&jobs[0]);
-    for (int t = 0; t < threads; t++) {
-        if (started[t]) pthread_join(tids[t], NULL);
-        status |= jobs[t].status;
-    }
-    return status;
+    job base = {.n = rows, .in_f = d, .k = k, .x = x, .y = y, .keep = keep};
+    return run_jobs(&base, rows, threads, topk_range, 0);
 }

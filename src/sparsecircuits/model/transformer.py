@@ -102,7 +102,6 @@ class Attention(nn.Module):
         z = self.hook_z(z)
         return self.c_proj(z.reshape(B, T, cfg.d_attn))
 
-
     def pattern(self, q: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
         """The attention pattern [batch, head, query, key] of q and k ([batch, pos, head,
         d_head]): causal softmax, with the sink's logit as one more key when there is one."""
@@ -117,12 +116,12 @@ class Attention(nn.Module):
 
     def _fused(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
         """softmax(q k^T / sqrt(d_head)) v as torch's fused attention, which never holds the
-        pattern. Used for float32 training steps when nothing hooks the pattern: evaluation keeps
-        the explicit pattern, so that hooks never change its numbers, and in bfloat16 the explicit
-        path measured faster on the CPU (docs/sparse-execution.md). The sink is one more key, first, with a zero
-        value: q gains a constant 1 and that key the sink's logit (times sqrt(d_head), to
-        undo the scale) in one extra dimension, so q . key = the logit. v gains a zero
-        dimension too: the fused kernel wants one width for q, k and v."""
+        pattern. Used for float32 training steps when nothing hooks the pattern: evaluation
+        keeps the explicit pattern, so that hooks never change its numbers, and in bfloat16 the
+        explicit path measured faster on the CPU (docs/sparse-execution.md). The sink is one
+        more key, first, with a zero value: q gains a constant 1 and that key the sink's logit
+        (times sqrt(d_head), to undo the scale) in one extra dimension, so q . key = the logit.
+        v gains a zero dimension too: the fused kernel wants one width for q, k and v."""
         B, T, H, D = q.shape
         q, k, v = (t.transpose(1, 2) for t in (q, k, v))  # [batch, head, pos, d_head]
         if self.sink_logit is None:
