@@ -1,5 +1,5 @@
 """The native sparse kernels: products equal torch's dense ones within float tolerance on
-awkward shapes (partial row blocks and tiles, empty rows, several threads), AbsTopK equals
+awkward shapes (partial row blocks, chunks and tiles, empty rows and columns, several threads), AbsTopK equals
 torch.topk's selection with a fixed tie rule, and without a compiler everything falls back
 to torch's kernels with the same results."""
 
@@ -51,6 +51,25 @@ def test_products_equal_the_dense_ones(n: int, out_f: int, in_f: int, density: f
     torch.testing.assert_close(sampled, (g.t() @ x)[w != 0], rtol=1e-4, atol=1e-4)
     dense_grad = sparse_exec.sampled_weight_grad(g, x, csr, (out_f, in_f))
     torch.testing.assert_close(dense_grad, (g.t() @ x) * (w != 0), rtol=1e-4, atol=1e-4)
+
+
+@needs_native
+@pytest.mark.parametrize(("n", "width", "cols", "density", "threads"),
+                         [(300, 70, 33, 0.25, 1), (128, 128, 64, 0.1, 2), (7, 5, 9, 0.5, 3), (257, 200, 129, 0.02, 2)])
+def test_the_product_over_a_sparse_operand_equals_the_dense_one(n: int, width: int, cols: int, density: float,
+                                                               threads: int) -> None:
+    s, d = _sparse(n, cols, density, seed=1), torch.randn(n, width)
+    s[:, 2] = 0.0  # a column without nonzeros; row 3 has none either (partial chunks and blocks: the shapes)
+    old = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        csc = native.csc_chunks(LIB, s)
+        out, out_t = native.dense_t_sparse(LIB, d, csc), native.dense_t_sparse(LIB, d, csc, transposed=True)
+    finally:
+        torch.set_num_threads(old)
+    assert csc.values.numel() == int((s != 0).sum())
+    torch.testing.assert_close(out, d.t() @ s, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(out_t, s.t() @ d, rtol=1e-5, atol=1e-5)
 
 
 @needs_native

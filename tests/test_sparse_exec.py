@@ -1,6 +1,7 @@
 """Sparse execution of the projected matrices: the CSR path equals the dense path within float
 tolerance (forward, every gradient, every node location, AbsTopK, sink, bigram table), in
-training too, and `auto` follows the machine's calibration table."""
+training too (50 steps in float64 end at the same weights), the weight gradient runs over
+the sparser operand, and `auto` follows the machine's calibration table."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ from sparsecircuits.errors import InputError
 from sparsecircuits.model import ModelConfig, SparseTransformer, native, sparse_exec
 from sparsecircuits.model.locations import node_hooks
 from sparsecircuits.model.sparse_exec import ProjectedLinear
-from sparsecircuits.model.sparsity import WeightSparsifier
+from sparsecircuits.model.sparsity import WeightSparsifier, abs_topk
 from sparsecircuits.train import train
 
 ALL_LOCATIONS = ("attn_in", "attn_q", "attn_k", "attn_v", "attn_out", "mlp_in", "mlp_neuron", "mlp_out")
@@ -83,6 +84,32 @@ def test_training_with_sparse_execution_matches_dense(small_corpus_dir: Path, tm
     assert runs["sparse"].final_val_loss == pytest.approx(runs["dense"].final_val_loss, abs=1e-4)
 
 
+def test_fifty_exact_steps_in_float64_end_at_the_dense_weights(small_corpus_dir: Path, tmp_path: Path,
+                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    """In float32 the two paths round differently and the top-k re-selection amplifies that
+    (docs/sparse-execution.md); in float64 the same math must give the same weights."""
+    from sparsecircuits.train import Trainer, load_run_config
+
+    calls = []
+    real = sparse_exec._CsrLinear.apply
+    monkeypatch.setattr(sparse_exec._CsrLinear, "apply", lambda *a: (calls.append(a[0].dtype), real(*a))[1])
+    weights = {}
+    for execution in ("dense", "sparse"):
+        run = load_run_config("tiny-sparse", ["train.steps=50", "train.eval_every=0", "train.checkpoint_every=0",
+                                              "train.anneal_start_frac=0.0", "train.anneal_end_frac=0.0",
+                                              f"train.execution={execution}"])
+        trainer = Trainer(run, small_corpus_dir, tmp_path / execution, progress=False)
+        trainer.model.double()
+        for _ in range(50):
+            trainer.step()
+        trainer.close()
+        weights[execution] = {k: v.detach().clone() for k, v in trainer.model.state_dict().items()}
+    assert len(calls) >= 50 and set(calls) == {torch.float64}  # the sparse run went through CSR, in float64
+    for name, dense in weights["dense"].items():
+        assert dense.dtype == torch.float64 or not dense.is_floating_point()
+        torch.testing.assert_close(weights["sparse"][name], dense, rtol=0, atol=1e-10, msg=name)
+
+
 def test_auto_follows_the_calibration_table(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv(native.CACHE_ENV, str(tmp_path))
     monkeypatch.setattr(sparse_exec, "_table", None)
@@ -122,6 +149,36 @@ def test_off_the_csr_path_and_bad_settings(monkeypatch: pytest.MonkeyPatch) -> N
 
     with pytest.raises(InputError, match="train.execution"):
         TrainConfig(execution="fast")
+
+
+@pytest.mark.skipif(native.kernels() is None, reason=f"native kernels unavailable: {native.build_error()}")
+def test_the_weight_gradient_runs_over_the_sparser_operand(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(native.CACHE_ENV, str(tmp_path))
+    monkeypatch.setattr(sparse_exec, "_table", None)
+    calls = []
+    real = native.dense_t_sparse
+    monkeypatch.setattr(native, "dense_t_sparse", lambda lib, d, s, transposed=False: (
+        calls.append((s.cols, transposed)), real(lib, d, s, transposed))[1])
+    gen = torch.Generator().manual_seed(0)
+    dense_x, dense_g = torch.randn(300, 40, generator=gen), torch.randn(300, 48, generator=gen)
+    sparse_x, sparse_g = (abs_topk(t, t.shape[1] // 4) for t in (dense_x, dense_g))
+    cases = [(dense_g, sparse_x, [(40, False)]),  # over x: g^T x directly
+             (sparse_g, dense_x, [(48, True)]),  # over g: x^T g, written transposed
+             (sparse_g, sparse_x, [(40, False)]),  # equally sparse: the narrower, x
+             (dense_g, dense_x, [])]  # nothing to skip: a dense matmul
+    for g, x, expected in cases:
+        calls.clear()
+        torch.testing.assert_close(sparse_exec.weight_grad(g, x, "sparse"), g.t() @ x, rtol=1e-5, atol=1e-5)
+        assert calls == expected
+    calls.clear()
+    sparse_exec.weight_grad(dense_g, sparse_x, "auto")  # auto measures the shape once, then follows the table
+    (key, times), = json.loads((tmp_path / "sparse-exec.json").read_text())[sparse_exec.machine_key()].items()
+    assert key == "grad 48x40|d2^-2|r2^8" and times["dense_s"] > 0 and times["sparse_s"] > 0
+    for faster, expected in ((True, 1), (False, 0)):
+        sparse_exec._load_table()[key] = {"dense_s": 1.0, "sparse_s": 0.5 if faster else 2.0}
+        calls.clear()
+        sparse_exec.weight_grad(dense_g, sparse_x, "auto")
+        assert len(calls) == expected
 
 
 def test_support_mode_gradients_are_the_dense_ones_at_the_kept_entries() -> None:

@@ -73,6 +73,12 @@ def _declare(lib: ctypes.CDLL) -> None:
     lib.spmm.restype = c_int
     lib.sampled_gt_x.argtypes = [i64, i64, i64, fp, fp, i32p, i32p, fp, c_int]
     lib.sampled_gt_x.restype = c_int
+    lib.csc_count.argtypes = [fp, i64, i64, i32p]
+    lib.csc_count.restype = i64
+    lib.csc_fill.argtypes = [fp, i64, i64, i32p, fp, fp]
+    lib.csc_fill.restype = c_int
+    lib.dense_t_sparse.argtypes = [i64, i64, i64, fp, i32p, fp, fp, fp, fp, c_int, c_int]
+    lib.dense_t_sparse.restype = c_int
     lib.abs_topk.argtypes = [i64, i64, i64, fp, fp, fp, c_int]
     lib.abs_topk.restype = c_int
 
@@ -160,6 +166,48 @@ def sampled_gt_x(lib: ctypes.CDLL, g: torch.Tensor, x: torch.Tensor, csr: Csr) -
     if lib.sampled_gt_x(x.shape[0], csr.cols, csr.rows, _ptr(g), _ptr(x), _ptr(csr.indptr), _ptr(csr.indices),
                         _ptr(out), torch.get_num_threads()) != 0:
         raise MemoryError("sampled_gt_x: out of memory")
+    return out
+
+
+CSC_CHUNK = 128  # rows per chunk of `Csc` (CHUNK in spmm.c)
+WIDE = 64  # output rows per block of dense_t_sparse (WIDE in spmm.c)
+
+
+@dataclass(frozen=True)
+class Csc:
+    """A matrix (rows x cols) by columns, CSC_CHUNK rows at a time: segment (c, j) of `ptr`
+    holds the nonzeros of column j in chunk c, as uint8 offsets into the chunk and values."""
+
+    rows: int
+    cols: int
+    ptr: torch.Tensor
+    offsets: torch.Tensor
+    values: torch.Tensor
+
+
+def csc_chunks(lib: ctypes.CDLL, s: torch.Tensor) -> Csc:
+    """The chunked columns of a float32 matrix `s` (n x J): the sparse operand of `dense_t_sparse`."""
+    s = s.contiguous()
+    n, cols = s.shape
+    ptr = torch.empty(-(-n // CSC_CHUNK) * cols + 1, dtype=torch.int32)
+    nnz = lib.csc_count(_ptr(s), n, cols, _ptr(ptr))
+    offsets, values = torch.empty(nnz, dtype=torch.uint8), torch.empty(nnz)
+    if lib.csc_fill(_ptr(s), n, cols, _ptr(ptr), _ptr(offsets), _ptr(values)) != 0:
+        raise MemoryError("csc_fill: out of memory")
+    return Csc(n, cols, ptr, offsets, values)
+
+
+def dense_t_sparse(lib: ctypes.CDLL, d: torch.Tensor, s: Csc, transposed: bool = False) -> torch.Tensor:
+    """d^T s (d.shape[1] x s.cols), or its transpose s^T d with `transposed`, for a dense
+    float32 `d` (n x R) and a sparse `s` (n x J): a weight gradient at a cost that follows the
+    nonzeros of s."""
+    d = d.contiguous()
+    r = d.shape[1]
+    out = torch.empty((s.cols, r) if transposed else (r, s.cols))
+    scratch = torch.empty(-(-r // WIDE) * WIDE * s.cols)
+    if lib.dense_t_sparse(d.shape[0], r, s.cols, _ptr(d), _ptr(s.ptr), _ptr(s.offsets), _ptr(s.values),
+                          _ptr(scratch), _ptr(out), int(transposed), torch.get_num_threads()) != 0:
+        raise MemoryError("dense_t_sparse: out of memory")
     return out
 
 

@@ -3,16 +3,20 @@
 A weight-sparse model's matrices are mostly zeros, but a dense matmul multiplies the zeros
 too. Here a matrix can run as compressed sparse rows instead (the native kernels of
 model/native.py, or torch's CSR kernels where those cannot be built): the
-forward product and the input gradient cost about its nonzeros, while the weight gradient
-stays dense, as the L0 projection re-selects the top-k over every weight each step (this is
-the `exact` method: same math as the dense path, float rounding aside).
+forward product and the input gradient cost about its nonzeros. The weight gradient g^T x is
+needed at every entry, as the L0 projection re-selects the top-k over all of them each step
+(this is the `exact` method: same math as the dense path, float rounding aside), but most of
+its terms are zero too: AbsTopK keeps a fraction of the activations x, and the output gradient
+g of a matrix whose output is AbsTopK'd is zero off the kept entries. So it runs over the
+nonzeros of the sparser of the two (`weight_grad`) where that is faster.
 
 Whether CSR pays depends on the shape, the density, the rows of activations and the machine,
 so `auto` measures both ways once per (shape, density, rows) on this machine, keeps the
 verdict in a small calibration table (cached in a JSON file per machine), and runs CSR only
 where it was faster. `sparse` always runs CSR, `dense` never (the default: results then do
-not depend on timings). Off the CPU, under autocast or for other dtypes, matrices always
-run dense.
+not depend on timings). Off the CPU, under autocast or for dtypes other than float32,
+matrices run dense; float64 runs CSR under `sparse` only, through torch's kernels (the
+check that the exact method's results equal the dense path's beyond float32 rounding).
 """
 
 from __future__ import annotations
@@ -35,6 +39,7 @@ from sparsecircuits.model import native
 
 EXECUTIONS = ("dense", "auto", "sparse")
 CALIBRATION_REPS = 3
+SPARSE_OPERAND_MAX = 0.5  # `sparse`: the weight gradient runs over an operand at most this dense
 
 _table: dict[str, dict[str, float]] | None = None
 
@@ -96,7 +101,7 @@ def to_csr(w: torch.Tensor) -> torch.Tensor:
 def csr_pair(w: torch.Tensor) -> tuple[Any, Any]:
     """The compressed sparse rows of `w` and of its transpose: the native kernels' format
     when they are built (model/native.py), else torch's CSR tensors."""
-    lib = native.kernels()
+    lib = native.kernels_for(w)
     if lib is not None:
         return native.csr_pair(lib, w)
     return to_csr(w), to_csr(w.t().contiguous())
@@ -157,16 +162,63 @@ def csr_is_faster(shape: tuple[int, int], density: float, rows: int, grad: bool)
     return table[key]["sparse_s"] < table[key]["dense_s"]
 
 
+def _calibrate_weight_grad(rows: int, width: int, cols: int, density: float) -> dict[str, float]:
+    """Time d^T s for a dense d (rows x width) and a random s (rows x cols) at `density`, as a
+    dense matmul and over the nonzeros of s."""
+    gen = torch.Generator().manual_seed(0)
+    d = torch.randn(rows, width, generator=gen)
+    s = torch.randn(rows, cols, generator=gen) * (torch.rand(rows, cols, generator=gen) < density)
+    lib = native.kernels()
+    return {"dense_s": _timed(lambda: d.t() @ s),
+            "sparse_s": _timed(lambda: native.dense_t_sparse(lib, d, native.csc_chunks(lib, s)))}
+
+
+def _sparse_operand_pays(rows: int, width: int, cols: int, density: float, execution: str) -> bool:
+    if execution == "sparse":
+        return density <= SPARSE_OPERAND_MAX
+    table = _load_table()
+    key = f"grad {width}x{cols}|d2^{_log2(density)}|r2^{_log2(rows)}"
+    if key not in table:
+        table[key] = _calibrate_weight_grad(2 ** _log2(rows), width, cols, min(1.0, 2.0 ** _log2(density)))
+        _save_table()
+    return table[key]["sparse_s"] < table[key]["dense_s"]
+
+
+def _density(t: torch.Tensor) -> float:
+    """The fraction of nonzeros of `t` (rows x cols), estimated on at most 256 evenly spaced rows."""
+    sample = t[:: max(1, t.shape[0] // 256)]
+    return int(torch.count_nonzero(sample)) / max(1, sample.numel())
+
+
+def weight_grad(g: torch.Tensor, x: torch.Tensor, execution: str = "sparse") -> torch.Tensor:
+    """g^T x, the weight gradient of x W^T (g: rows x out, x: rows x in), over the nonzeros of
+    whichever of x and g is sparser (at equal density, the narrower) when the native kernels
+    are built and that pays (`sparse`: the operand is at most half nonzero; `auto`: measured
+    once per shape and density); else as a dense matmul. The same sum either way, float
+    rounding aside."""
+    lib = native.kernels_for(x)
+    if lib is None or g.dtype != torch.float32 or execution == "dense":
+        return g.t() @ x
+    rows = x.shape[0]
+    density_x, density_g = _density(x), _density(g)
+    on_x = (_log2(density_x), x.shape[1]) <= (_log2(density_g), g.shape[1])
+    dense_op, sparse_op, density = (g, x, density_x) if on_x else (x, g, density_g)
+    if not _sparse_operand_pays(rows, dense_op.shape[1], sparse_op.shape[1], density, execution):
+        return g.t() @ x
+    return native.dense_t_sparse(lib, dense_op, native.csc_chunks(lib, sparse_op), transposed=not on_x)
+
+
 class _CsrLinear(torch.autograd.Function):
     """y = x W^T + b with W as CSR; the input gradient through W^T as CSR, the weight
-    gradient dense (every entry: the projection re-selects over all of them), or in a
-    support-mode step only at the kept entries."""
+    gradient at every entry (the projection re-selects over all of them) by `weight_grad`, or
+    in a support-mode step only at the kept entries."""
 
     @staticmethod
     def forward(ctx: Any, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, csr: Any,
-                csr_t: Any, support: bool = False) -> torch.Tensor:
+                csr_t: Any, execution: str, support: bool = False) -> torch.Tensor:
         ctx.save_for_backward(x)
         ctx.csr, ctx.csr_t, ctx.has_bias, ctx.support = csr, csr_t, bias is not None, support
+        ctx.execution = execution
         ctx.shape = tuple(weight.shape)
         return csr_linear(x, csr, bias)
 
@@ -177,9 +229,9 @@ class _CsrLinear(torch.autograd.Function):
         gx = csr_linear(g, ctx.csr_t) if ctx.needs_input_grad[0] else None
         gw = None
         if ctx.needs_input_grad[1]:
-            gw = sampled_weight_grad(g, x, ctx.csr, ctx.shape) if ctx.support else g.t() @ x
+            gw = sampled_weight_grad(g, x, ctx.csr, ctx.shape) if ctx.support else weight_grad(g, x, ctx.execution)
         gb = g.sum(0) if ctx.has_bias and ctx.needs_input_grad[2] else None
-        return gx, gw, gb, None, None, None
+        return gx, gw, gb, None, None, None, None
 
 
 class ProjectedLinear(nn.Linear):
@@ -196,15 +248,15 @@ class ProjectedLinear(nn.Linear):
         rows = x.numel() // x.shape[-1]
         if self.execution == "auto":
             nnz = int(torch.count_nonzero(self.weight.detach()))
-            if not csr_is_faster(tuple(self.weight.shape), nnz / self.weight.numel(), rows, grad):
+            if x.dtype != torch.float32 or not csr_is_faster(tuple(self.weight.shape), nnz / self.weight.numel(), rows, grad):
                 return F.linear(x, self.weight, self.bias)
         csr, csr_t = self._csr()
         x2 = x.reshape(rows, x.shape[-1])
-        y = _CsrLinear.apply(x2, self.weight, self.bias, csr, csr_t, self.grad_support)
+        y = _CsrLinear.apply(x2, self.weight, self.bias, csr, csr_t, self.execution, self.grad_support)
         return y.reshape(*x.shape[:-1], self.out_features)
 
     def _csr_possible(self, x: torch.Tensor) -> bool:
-        return (x.device.type == "cpu" and self.weight.dtype == torch.float32 and x.dtype == torch.float32
+        return (x.device.type == "cpu" and x.dtype == self.weight.dtype in (torch.float32, torch.float64)
                 and not torch.is_autocast_enabled("cpu"))
 
     def _csr(self) -> tuple[Any, Any]:

@@ -220,6 +220,89 @@ static void *sampled_range(void *arg) {
     return NULL;
 }
 
+#define CHUNK 128 /* rows of the dense operand per pass of dense_t_sparse: CHUNK x WIDE floats stay in L1 */
+#define WIDE 64 /* output rows per block of dense_t_sparse */
+#define NWIDE (WIDE / LANES)
+
+/* The columns of s (n x J, row-major) chunk by chunk: segment (c, j) = [ptr[c J + j], ptr[c J + j + 1])
+ * lists the rows of chunk c (CHUNK rows) where column j is nonzero, as offsets in the chunk (idx)
+ * with their values. csc_count fills ptr (nchunks J + 1 prefix sums) and returns the nonzeros. */
+int64_t csc_count(const float *s, int64_t n, int64_t J, int32_t *ptr) {
+    int64_t chunks = (n + CHUNK - 1) / CHUNK;
+    memset(ptr, 0, (size_t)(chunks * J + 1) * sizeof(int32_t));
+    for (int64_t t = 0; t < n; t++) {
+        int32_t *cnt = ptr + 1 + (t / CHUNK) * J;
+        const float *row = s + t * J;
+        for (int64_t j = 0; j < J; j++) cnt[j] += row[j] != 0.0f;
+    }
+    for (int64_t i = 0; i < chunks * J; i++) ptr[i + 1] += ptr[i];
+    return ptr[chunks * J];
+}
+
+int csc_fill(const float *s, int64_t n, int64_t J, const int32_t *ptr, uint8_t *idx, float *val) {
+    int32_t *cursor = malloc((size_t)(J > 0 ? J : 1) * sizeof(int32_t));
+    if (cursor == NULL) return -1;
+    for (int64_t t = 0; t < n; t++) {
+        if (t % CHUNK == 0) memcpy(cursor, ptr + (t / CHUNK) * J, (size_t)J * sizeof(int32_t));
+        const float *row = s + t * J;
+        for (int64_t j = 0; j < J; j++) {
+            if (row[j] != 0.0f) {
+                int32_t k = cursor[j]++;
+                idx[k] = (uint8_t)(t % CHUNK);
+                val[k] = row[j];
+            }
+        }
+    }
+    free(cursor);
+    return 0;
+}
+
+/* Per thread: blocks [lo, hi) of BLOCK output rows of out (R x J) = D^T S, D dense (n x R) in jb->g,
+ * S in the chunked columns of csc_fill (ptr in jb->indptr, offsets in jb->keep, values). For every
+ * chunk, BLOCK columns of D's CHUNK rows go into a first-level-cache buffer and every nonzero
+ * S[t, j] adds s * (row t of the buffer) to the BLOCK-wide accumulator of (block, j) in jb->y, laid
+ * out block-major (blocks x J x BLOCK); the caller transposes it. */
+static void *dense_t_sparse_range(void *arg) {
+    job *jb = arg;
+    const int64_t n = jb->n, R = jb->out_f, J = jb->in_f;
+    const uint8_t *idx = jb->keep;
+    float buf[CHUNK * WIDE] __attribute__((aligned(64)));
+    for (int64_t c0 = 0; c0 < n; c0 += CHUNK) {
+        int64_t rows = n - c0 < CHUNK ? n - c0 : CHUNK;
+        const int32_t *ptr = jb->indptr + (c0 / CHUNK) * J;
+        for (int64_t blk = jb->lo; blk < jb->hi; blk++) {
+            int64_t r0 = blk * WIDE, m = R - r0 < WIDE ? R - r0 : WIDE;
+            for (int64_t t = 0; t < rows; t++) {
+                memcpy(buf + t * WIDE, jb->g + (c0 + t) * R + r0, (size_t)m * sizeof(float));
+                if (m < WIDE) memset(buf + t * WIDE + m, 0, (size_t)(WIDE - m) * sizeof(float));
+            }
+            float *acc = jb->y + blk * J * WIDE;
+            for (int64_t j = 0; j < J; j++) {
+                int32_t p = ptr[j], end = ptr[j + 1];
+                if (p == end) continue;
+                vec a[NWIDE], c[NWIDE];
+                for (int v = 0; v < NWIDE; v++) a[v] = c[v] = (vec){0};
+                for (; p + 1 < end; p += 2) {
+                    const vec *u0 = (const vec *)(buf + idx[p] * WIDE);
+                    const vec *u1 = (const vec *)(buf + idx[p + 1] * WIDE);
+                    float s0 = jb->values[p], s1 = jb->values[p + 1];
+                    for (int v = 0; v < NWIDE; v++) {
+                        a[v] += s0 * u0[v];
+                        c[v] += s1 * u1[v];
+                    }
+                }
+                if (p < end) {
+                    const vec *u0 = (const vec *)(buf + idx[p] * WIDE);
+                    for (int v = 0; v < NWIDE; v++) a[v] += jb->values[p] * u0[v];
+                }
+                vec *o = (vec *)(acc + j * WIDE);
+                for (int v = 0; v < NWIDE; v++) o[v] += a[v] + c[v];
+            }
+        }
+    }
+    return NULL;
+}
+
 /* Run fn over `units` split evenly across up to `threads` threads (this one included); the
  * sampled product sums its threads' partial results (nnz of them) into base->y. */
 static int run_jobs(const job *base, int64_t units, int threads, void *(*fn)(void *), int64_t nnz) {
@@ -273,6 +356,35 @@ int sampled_gt_x(int64_t n, int64_t in_f, int64_t out_f, const float *g, const f
                  const int32_t *indices, float *out, int threads) {
     job base = {.n = n, .in_f = in_f, .out_f = out_f, .x = x, .g = g, .indptr = indptr, .indices = indices, .y = out};
     return run_jobs(&base, (n + BLOCK - 1) / BLOCK, threads, sampled_range, indptr[out_f]);
+}
+
+/* out = D^T S (R x J), or its transpose S^T D (J x R) with `transposed`, for a dense D (n x R,
+ * row-major) and S (n x J) in the chunked columns of csc_fill: the weight gradient g^T x when the
+ * activations x or the output gradient g are mostly zeros, as after AbsTopK. scratch holds
+ * ceil(R / WIDE) x J x WIDE floats. */
+int dense_t_sparse(int64_t n, int64_t R, int64_t J, const float *d, const int32_t *ptr, const uint8_t *idx,
+                   const float *val, float *scratch, float *out, int transposed, int threads) {
+    int64_t blocks = (R + WIDE - 1) / WIDE;
+    memset(scratch, 0, (size_t)(blocks * J * WIDE) * sizeof(float));
+    job base = {.n = n, .in_f = J, .out_f = R, .g = d, .indptr = ptr, .keep = (uint8_t *)idx, .values = val,
+                .y = scratch};
+    int status = run_jobs(&base, blocks, threads, dense_t_sparse_range, 0);
+    for (int64_t blk = 0; blk < blocks; blk++) { /* the block-major accumulators into out */
+        const float *acc = scratch + blk * J * WIDE;
+        int64_t r0 = blk * WIDE, m = R - r0 < WIDE ? R - r0 : WIDE, j = 0;
+        if (transposed) {
+            for (; j < J; j++) memcpy(out + j * R + r0, acc + j * WIDE, (size_t)m * sizeof(float));
+            continue;
+        }
+#ifdef HAVE_SHUFFLE
+        if (m == WIDE)
+            for (; j + 8 <= J; j += 8)
+                for (int64_t b = 0; b < WIDE; b += 8) transpose8(acc + j * WIDE + b, WIDE, out + (r0 + b) * J + j, J);
+#endif
+        for (int64_t b = 0; b < m; b++)
+            for (int64_t jj = j; jj < J; jj++) out[(r0 + b) * J + jj] = acc[jj * WIDE + b];
+    }
+    return status;
 }
 
 /* How many of m[0..n) are >= u: a branch-free count the compiler vectorizes. */
