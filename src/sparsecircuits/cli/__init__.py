@@ -17,6 +17,7 @@ import sys
 from collections.abc import Sequence
 
 from sparsecircuits import __version__
+from sparsecircuits.allocator import retain_freed_memory
 from sparsecircuits.cli.common import HelpFormatter
 from sparsecircuits.errors import InputError
 
@@ -61,6 +62,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if getattr(args, "func", None) is None:
         parser.print_help()
         return 2
+    retain_freed_memory()  # freed activations stay with malloc for reuse (sparsecircuits/allocator.py)
     try:
         return int(args.func(args) or 0)
     except InputError as exc:

@@ -396,7 +396,8 @@ static int64_t count_ge(const uint32_t *m, int64_t n, uint32_t u) {
 
 #define HIST_BITS 16
 #define HIST_SHIFT (31 - HIST_BITS)
-#define HIST_MIN_ROW 16384 /* rows at least this long select by a histogram first */
+#define HIST_MIN_ROW 16384 /* rows at least this long select by a histogram first (shorter: bisection, */
+                           /* whose vectorized counts beat a histogram's scalar increments) */
 
 /* A bit pattern t of m[0..n) with at least k entries >= t and fewer than k entries > t:
  * bisection over [lo, hi), counting, stopping early at exactly k entries >= mid. */
@@ -412,33 +413,32 @@ static uint32_t bisect_threshold(const uint32_t *m, int64_t n, int64_t k, uint32
 }
 
 /* The same threshold for a long row: a histogram of the top bits finds the bin that holds
- * it, then the bisection runs over that bin's entries only (two passes over the row). */
-static int64_t histogram_threshold(const uint32_t *m, int64_t n, int64_t k, uint32_t *out) {
-    uint32_t *hist = calloc((size_t)1 << HIST_BITS, sizeof(uint32_t));
-    uint32_t *bin = malloc((size_t)n * sizeof(uint32_t));
-    if (hist == NULL || bin == NULL) {
-        free(hist);
-        free(bin);
-        return -1;
-    }
+ * it, then the bisection runs over that bin's entries only (copied to bin). */
+static uint32_t histogram_threshold(const uint32_t *m, int64_t n, int64_t k, uint32_t *hist, uint32_t *bin) {
+    memset(hist, 0, ((size_t)1 << HIST_BITS) * sizeof(uint32_t));
     for (int64_t c = 0; c < n; c++) hist[m[c] >> HIST_SHIFT]++;
     int64_t above = 0, b = ((int64_t)1 << HIST_BITS) - 1;
     while (above + hist[b] < k) above += hist[b--];
     int64_t size = 0;
-    for (int64_t c = 0; c < n; c++)
-        if ((int64_t)(m[c] >> HIST_SHIFT) == b) bin[size++] = m[c];
-    *out = bisect_threshold(bin, size, k - above, (uint32_t)(b << HIST_SHIFT), (uint64_t)(b + 1) << HIST_SHIFT);
-    free(hist);
-    free(bin);
-    return 0;
+    for (int64_t c = 0; c < n; c++) {
+        bin[size] = m[c];
+        size += (int64_t)(m[c] >> HIST_SHIFT) == b; /* branch-free compaction */
+    }
+    return bisect_threshold(bin, size, k - above, (uint32_t)(b << HIST_SHIFT), (uint64_t)(b + 1) << HIST_SHIFT);
 }
 
 /* Rows [lo, hi) of abs_topk; a row is in_f wide. */
 static void *topk_range(void *arg) {
     job *jb = arg;
-    const int64_t d = jb->in_f;
+    const int64_t d = jb->in_f, k = jb->k;
+    const int long_row = d >= HIST_MIN_ROW;
     uint32_t *mag = malloc((size_t)d * sizeof(uint32_t));
-    if (mag == NULL) {
+    uint32_t *bin = long_row ? malloc((size_t)d * sizeof(uint32_t)) : NULL;
+    uint32_t *hist = long_row ? malloc(((size_t)1 << HIST_BITS) * sizeof(uint32_t)) : NULL;
+    if (mag == NULL || (long_row && (bin == NULL || hist == NULL))) {
+        free(mag);
+        free(bin);
+        free(hist);
         jb->status = -1;
         return NULL;
     }
@@ -449,13 +449,14 @@ static void *topk_range(void *arg) {
         /* |x| as the bits of a non-negative float, whose integer order is the value order */
         memcpy(mag, x, (size_t)d * sizeof(uint32_t));
         for (int64_t c = 0; c < d; c++) mag[c] &= 0x7fffffffu;
-        uint32_t t;
-        if (d < HIST_MIN_ROW) t = bisect_threshold(mag, d, jb->k, 0, 0x80000000u);
-        else if (histogram_threshold(mag, d, jb->k, &t) != 0) {
-            jb->status = -1;
-            break;
+        uint32_t t = long_row ? histogram_threshold(mag, d, k, hist, bin) : bisect_threshold(mag, d, k, 0, 0x80000000u);
+        if (count_ge(mag, d, t) == k) { /* no ties cut at the threshold: one vectorized pass */
+            for (int64_t c = 0; c < d; c++) keep[c] = (uint8_t)(mag[c] >= t);
+            if (y != NULL)
+                for (int64_t c = 0; c < d; c++) y[c] = mag[c] >= t ? x[c] : 0.0f;
+            continue;
         }
-        int64_t ties = jb->k - count_ge(mag, d, t + 1); /* entries at the threshold to keep, lowest index first */
+        int64_t ties = k - count_ge(mag, d, t + 1); /* entries at the threshold to keep, lowest index first */
         for (int64_t c = 0; c < d; c++) {
             int on = mag[c] > t || (mag[c] == t && ties-- > 0);
             keep[c] = (uint8_t)on;
@@ -463,6 +464,8 @@ static void *topk_range(void *arg) {
         }
     }
     free(mag);
+    free(bin);
+    free(hist);
     return NULL;
 }
 
