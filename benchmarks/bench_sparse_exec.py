@@ -156,10 +156,12 @@ def _markdown(info: dict, args: argparse.Namespace, rows: list[dict], prune: dic
         "",
         f"{machine_line(info)} {args.threads} torch thread(s); 2 layers, d_mlp = 4 d_model, 16-wide heads, "
         f"32 x 128 tokens per step, median of {args.steps} steps after the first. `exact` is the CSR forward "
-        "and input gradient with the dense weight gradient (the same math as dense); `support` is a "
+        "and input gradient, and the weight gradient at every entry, over the nonzeros of the sparser of the "
+        "activations and the output gradient (the same math as dense); `support` is a "
         f"support-mode step (`train.support_every = {SUPPORT_K}`, its support steps only: the weight "
-        "gradient at the kept entries). The FLOP limits count the three matmuls of each matrix only: "
-        "(1 + 2 density) / 3 for exact, density for support; attention, AbsTopK, norms, the optimizer and "
+        "gradient at the kept entries). The FLOP limits count the three matmuls of each matrix and the "
+        "weights' zeros only: (1 + 2 density) / 3 for exact, density for support (the activations' zeros "
+        "take the exact step below its limit); attention, AbsTopK, norms, the optimizer and "
         "the projection are in both arms.",
         "",
         "| d_model | kept | dense step (s) | exact (s) | exact / dense | limit | support (s) | support / dense | limit |",

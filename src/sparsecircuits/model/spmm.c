@@ -4,8 +4,10 @@
  * are taken BLOCK at a time and transposed into a buffer, so that every nonzero W[j, k] adds
  * w * (column k of the block) to a BLOCK-wide accumulator of output column j: one vector
  * multiply-add per nonzero, its operand a contiguous, cache-resident row of the buffer.
- * The same kernel gives the input gradient with the CSR of W^T. The sampled product gives a
- * weight gradient at the kept entries only (support-mode steps). abs_topk keeps the k entries of
+ * The same kernel gives the input gradient with the CSR of W^T. dense_t_sparse gives the full
+ * weight gradient g^T x over the nonzeros of whichever of x and g is sparse (AbsTopK leaves most
+ * activations at zero). The sampled product gives a weight gradient at the kept entries only
+ * (support-mode steps). abs_topk keeps the k entries of
  * largest magnitude of every row (AbsTopK activations) by selection instead of a sort.
  *
  * Built on first use with the system C compiler and called through ctypes
@@ -239,6 +241,7 @@ int64_t csc_count(const float *s, int64_t n, int64_t J, int32_t *ptr) {
     return ptr[chunks * J];
 }
 
+/* The offsets and values of csc_count's segments, rows in ascending order within each. */
 int csc_fill(const float *s, int64_t n, int64_t J, const int32_t *ptr, uint8_t *idx, float *val) {
     int32_t *cursor = malloc((size_t)(J > 0 ? J : 1) * sizeof(int32_t));
     if (cursor == NULL) return -1;
@@ -257,11 +260,11 @@ int csc_fill(const float *s, int64_t n, int64_t J, const int32_t *ptr, uint8_t *
     return 0;
 }
 
-/* Per thread: blocks [lo, hi) of BLOCK output rows of out (R x J) = D^T S, D dense (n x R) in jb->g,
+/* Per thread: blocks [lo, hi) of WIDE output rows of out (R x J) = D^T S, D dense (n x R) in jb->g,
  * S in the chunked columns of csc_fill (ptr in jb->indptr, offsets in jb->keep, values). For every
- * chunk, BLOCK columns of D's CHUNK rows go into a first-level-cache buffer and every nonzero
- * S[t, j] adds s * (row t of the buffer) to the BLOCK-wide accumulator of (block, j) in jb->y, laid
- * out block-major (blocks x J x BLOCK); the caller transposes it. */
+ * chunk, WIDE columns of D's CHUNK rows go into a first-level-cache buffer and every nonzero
+ * S[t, j] adds s * (row t of the buffer) to the accumulator (WIDE floats) of (block, j) in jb->y, laid
+ * out block-major (blocks x J x WIDE); the caller transposes it. */
 static void *dense_t_sparse_range(void *arg) {
     job *jb = arg;
     const int64_t n = jb->n, R = jb->out_f, J = jb->in_f;
