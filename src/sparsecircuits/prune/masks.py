@@ -104,6 +104,6 @@ class NodeMasks(nn.Module):
 def _mask_fn(gate: torch.Tensor, offset: torch.Tensor):
     def fn(x: torch.Tensor, hook: HookPoint) -> torch.Tensor:
         tail = x.shape[2:]
-        return x * gate.view(tail) + offset.view(tail)
+        return torch.addcmul(offset.view(tail), x, gate.view(tail))  # x * gate + offset, one pass
 
     return fn
