@@ -77,7 +77,7 @@ def _declare(lib: ctypes.CDLL) -> None:
     lib.csc_count.restype = i64
     lib.csc_fill.argtypes = [fp, i64, i64, i32p, fp, fp]
     lib.csc_fill.restype = c_int
-    lib.dense_t_sparse.argtypes = [i64, i64, i64, fp, i32p, fp, fp, fp, fp, c_int, c_int]
+    lib.dense_t_sparse.argtypes = [i64, i64, i64, fp, i32p, fp, fp, fp, c_int, c_int]
     lib.dense_t_sparse.restype = c_int
     lib.abs_topk.argtypes = [i64, i64, i64, fp, fp, fp, c_int]
     lib.abs_topk.restype = c_int
@@ -170,7 +170,6 @@ def sampled_gt_x(lib: ctypes.CDLL, g: torch.Tensor, x: torch.Tensor, csr: Csr) -
 
 
 CSC_CHUNK = 128  # rows per chunk of `Csc` (CHUNK in spmm.c)
-WIDE = 64  # output rows per block of dense_t_sparse (WIDE in spmm.c)
 
 
 @dataclass(frozen=True)
@@ -204,9 +203,8 @@ def dense_t_sparse(lib: ctypes.CDLL, d: torch.Tensor, s: Csc, transposed: bool =
     d = d.contiguous()
     r = d.shape[1]
     out = torch.empty((s.cols, r) if transposed else (r, s.cols))
-    scratch = torch.empty(-(-r // WIDE) * WIDE * s.cols)
     if lib.dense_t_sparse(d.shape[0], r, s.cols, _ptr(d), _ptr(s.ptr), _ptr(s.offsets), _ptr(s.values),
-                          _ptr(scratch), _ptr(out), int(transposed), torch.get_num_threads()) != 0:
+                          _ptr(out), int(transposed), torch.get_num_threads()) != 0:
         raise MemoryError("dense_t_sparse: out of memory")
     return out
 

@@ -135,12 +135,27 @@ def _timed(fn: Any) -> float:
     return (time.perf_counter() - t0) / CALIBRATION_REPS
 
 
+def _random_sparse(rows: int, cols: int, density: float, gen: torch.Generator) -> torch.Tensor:
+    """Random normal entries, each kept with probability `density`: calibration data."""
+    return torch.randn(rows, cols, generator=gen) * (torch.rand(rows, cols, generator=gen) < density)
+
+
+def _verdict(key: str, measure: Any) -> bool:
+    """Whether the sparse way was faster for calibration `key`, timing it with `measure()`
+    (which returns dense_s and sparse_s) the first time the key is met on this machine."""
+    table = _load_table()
+    if key not in table:
+        table[key] = measure()
+        _save_table()
+    return table[key]["sparse_s"] < table[key]["dense_s"]
+
+
 def calibrate(shape: tuple[int, int], density: float, rows: int, grad: bool) -> dict[str, float]:
     """Time the dense and the CSR path of one matrix shape on random data (forward, plus the
     input gradient and the CSR rebuild when training) and return both times in seconds."""
     out_f, in_f = shape
     gen = torch.Generator().manual_seed(0)
-    w = torch.randn(out_f, in_f, generator=gen) * (torch.rand(out_f, in_f, generator=gen) < density)
+    w = _random_sparse(out_f, in_f, density, gen)
     x, g = torch.randn(rows, in_f, generator=gen), torch.randn(rows, out_f, generator=gen)
     csr, csr_t = csr_pair(w)
     dense = _timed(lambda: x @ w.t())
@@ -154,20 +169,15 @@ def calibrate(shape: tuple[int, int], density: float, rows: int, grad: bool) -> 
 
 def csr_is_faster(shape: tuple[int, int], density: float, rows: int, grad: bool) -> bool:
     """The calibration table's verdict for this matrix (measured on first use)."""
-    table = _load_table()
-    key = _bucket(shape, density, rows, grad)
-    if key not in table:
-        table[key] = calibrate(shape, 2.0 ** _log2(density), 2 ** _log2(rows), grad)
-        _save_table()
-    return table[key]["sparse_s"] < table[key]["dense_s"]
+    return _verdict(_bucket(shape, density, rows, grad),
+                    lambda: calibrate(shape, 2.0 ** _log2(density), 2 ** _log2(rows), grad))
 
 
 def _calibrate_weight_grad(rows: int, width: int, cols: int, density: float) -> dict[str, float]:
     """Time d^T s for a dense d (rows x width) and a random s (rows x cols) at `density`, as a
     dense matmul and over the nonzeros of s."""
     gen = torch.Generator().manual_seed(0)
-    d = torch.randn(rows, width, generator=gen)
-    s = torch.randn(rows, cols, generator=gen) * (torch.rand(rows, cols, generator=gen) < density)
+    d, s = torch.randn(rows, width, generator=gen), _random_sparse(rows, cols, density, gen)
     lib = native.kernels()
     return {"dense_s": _timed(lambda: d.t() @ s),
             "sparse_s": _timed(lambda: native.dense_t_sparse(lib, d, native.csc_chunks(lib, s)))}
@@ -176,12 +186,8 @@ def _calibrate_weight_grad(rows: int, width: int, cols: int, density: float) -> 
 def _sparse_operand_pays(rows: int, width: int, cols: int, density: float, execution: str) -> bool:
     if execution == "sparse":
         return density <= SPARSE_OPERAND_MAX
-    table = _load_table()
-    key = f"grad {width}x{cols}|d2^{_log2(density)}|r2^{_log2(rows)}"
-    if key not in table:
-        table[key] = _calibrate_weight_grad(2 ** _log2(rows), width, cols, min(1.0, 2.0 ** _log2(density)))
-        _save_table()
-    return table[key]["sparse_s"] < table[key]["dense_s"]
+    return _verdict(f"grad {width}x{cols}|d2^{_log2(density)}|r2^{_log2(rows)}",
+                    lambda: _calibrate_weight_grad(2 ** _log2(rows), width, cols, min(1.0, 2.0 ** _log2(density))))
 
 
 def _density(t: torch.Tensor) -> float:

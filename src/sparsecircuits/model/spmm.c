@@ -363,11 +363,12 @@ int sampled_gt_x(int64_t n, int64_t in_f, int64_t out_f, const float *g, const f
 
 /* out = D^T S (R x J), or its transpose S^T D (J x R) with `transposed`, for a dense D (n x R,
  * row-major) and S (n x J) in the chunked columns of csc_fill: the weight gradient g^T x when the
- * activations x or the output gradient g are mostly zeros, as after AbsTopK. scratch holds
- * ceil(R / WIDE) x J x WIDE floats. */
+ * activations x or the output gradient g are mostly zeros, as after AbsTopK. */
 int dense_t_sparse(int64_t n, int64_t R, int64_t J, const float *d, const int32_t *ptr, const uint8_t *idx,
-                   const float *val, float *scratch, float *out, int transposed, int threads) {
+                   const float *val, float *out, int transposed, int threads) {
     int64_t blocks = (R + WIDE - 1) / WIDE;
+    float *scratch = aligned_alloc(64, (size_t)(blocks * (J > 0 ? J : 1) * WIDE) * sizeof(float));
+    if (scratch == NULL) return -1;
     memset(scratch, 0, (size_t)(blocks * J * WIDE) * sizeof(float));
     job base = {.n = n, .in_f = J, .out_f = R, .g = d, .indptr = ptr, .keep = (uint8_t *)idx, .values = val,
                 .y = scratch};
@@ -387,6 +388,7 @@ int dense_t_sparse(int64_t n, int64_t R, int64_t J, const float *d, const int32_
         for (int64_t b = 0; b < m; b++)
             for (int64_t jj = j; jj < J; jj++) out[(r0 + b) * J + jj] = acc[jj * WIDE + b];
     }
+    free(scratch);
     return status;
 }
 
